@@ -1,0 +1,28 @@
+//! `tcpstate-fsm`: an executable, sans-IO model of TCP connection management.
+//!
+//! What it is for: the one state machine every other part of tcpstate drives — simulation,
+//! model checking, capture reconstruction, kernel conformance and explanations. It follows
+//! RFC 9293 §3.10 (event processing) with RFC 5961's challenge ACKs, and a Linux profile
+//! where the kernel differs, each difference a named field of [`Profile`] citing the kernel
+//! function it comes from.
+//!
+//! What it is not: a TCP implementation. It never touches a socket or a clock (the caller
+//! feeds user calls, segments and the current time, and polls for segments to send, the
+//! next deadline and events, in the shape of quinn-proto); payloads are lengths, not bytes;
+//! congestion control, flow control beyond the receive window, SACK, timestamps and options
+//! are not modelled. It has no dependencies beyond std.
+#![deny(missing_docs)]
+
+mod segment;
+mod seq;
+mod state;
+pub mod table;
+mod timeline;
+mod trigger;
+
+pub use segment::{Flags, Segment};
+pub use seq::SeqNum;
+pub use state::{ParseStateError, State};
+pub use table::{Applies, Path, Transition, TRANSITIONS};
+pub use timeline::{CallStep, CallStepKind, Side, Step, StepKind, Timeline};
+pub use trigger::{CallKind, SegmentKind, TimerKind, Trigger};
