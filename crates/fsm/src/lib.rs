@@ -13,13 +13,23 @@
 //! are not modelled. It has no dependencies beyond std.
 #![deny(missing_docs)]
 
+mod connection;
+mod profile;
 mod segment;
+pub mod scenarios;
+pub mod sim;
 mod seq;
 mod state;
 pub mod table;
 mod timeline;
 mod trigger;
 
+pub use connection::{
+    reset_for_unexpected, CallError, Connection, Event, Origin, TimeWaitSock, Transmit,
+};
+pub use profile::{Flavor, Profile};
+pub use scenarios::{scenario, Scenario, ScenarioOptions, SCENARIOS};
+pub use sim::{Fate, Sim};
 pub use segment::{Flags, Segment};
 pub use seq::SeqNum;
 pub use state::{ParseStateError, State};

@@ -179,3 +179,69 @@ impl Timeline {
         self.states(side).iter().any(|&(_, s)| s == state)
     }
 }
+
+impl std::fmt::Display for CallStepKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallStepKind::Lifecycle(CallKind::OpenPassive) => f.write_str("listen()"),
+            CallStepKind::Lifecycle(CallKind::OpenActive) => f.write_str("connect()"),
+            CallStepKind::Lifecycle(CallKind::Close) => f.write_str("close()"),
+            CallStepKind::Lifecycle(CallKind::ShutdownWrite) => f.write_str("shutdown(SHUT_WR)"),
+            CallStepKind::Lifecycle(CallKind::Abort) => f.write_str("abort()"),
+            CallStepKind::Send(n) => write!(f, "send({n})"),
+            CallStepKind::Read(0) => f.write_str("read() = 0 (EOF)"),
+            CallStepKind::Read(n) => write!(f, "read() = {n}"),
+            CallStepKind::SetLingerZero => f.write_str("setsockopt(SO_LINGER, {1,0})"),
+        }
+    }
+}
+
+impl std::fmt::Display for StepKind {
+    /// One compact line: `send F. 1001:1001(0) ack 5001 win 65535`, `FIN_WAIT_1 -> FIN_WAIT_2 (rcv ACK of FIN)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepKind::Call(call) => match &call.result {
+                Ok(()) => write!(f, "{}", call.kind),
+                Err(e) => write!(f, "{} -> error: {e}", call.kind),
+            },
+            StepKind::Sent {
+                segment,
+                lost,
+                retransmission,
+                ..
+            } => {
+                write!(f, "send {segment}")?;
+                if *retransmission {
+                    f.write_str(" (retransmission)")?;
+                }
+                if *lost {
+                    f.write_str(" LOST")?;
+                }
+                Ok(())
+            }
+            StepKind::Received { segment, .. } => write!(f, "rcv  {segment}"),
+            StepKind::Timer(t) => write!(f, "timer {} fires", t.name()),
+            StepKind::Transition { from, to, trigger } => {
+                write!(f, "{from} -> {to} ({trigger})")
+            }
+            StepKind::Note(text) => write!(f, "note: {text}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Timeline {
+    /// One step per line: time, endpoint, what happened.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "# {}", self.title)?;
+        for step in &self.steps {
+            writeln!(
+                f,
+                "{:>10.3}s {:<7} {}",
+                step.at.as_secs_f64(),
+                self.name(step.side),
+                step.kind
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -16,7 +16,8 @@ pub enum CallKind {
     Close,
     /// `shutdown(SHUT_WR)`: a half-close, we send no more but keep reading.
     ShutdownWrite,
-    /// ABORT: `SO_LINGER {1,0}` + close, or a reset requested by the application.
+    /// ABORT (RFC 9293 §3.10.5). `close()` with `SO_LINGER {1,0}` is an abort too
+    /// (`tcp_disconnect`): RST where `tcp_need_reset` says so.
     Abort,
 }
 
@@ -33,8 +34,6 @@ pub enum SegmentKind {
     AckOfFin,
     /// A FIN (not acknowledging our FIN, or we sent none).
     Fin,
-    /// A FIN that also acknowledges our FIN.
-    FinAckOfFin,
     /// An acceptable RST.
     Rst,
     /// New data after our application closed (Linux: answered with RST).
@@ -87,7 +86,6 @@ impl SegmentKind {
             SegmentKind::AckOfSyn => "rcv ACK of SYN",
             SegmentKind::AckOfFin => "rcv ACK of FIN",
             SegmentKind::Fin => "rcv FIN",
-            SegmentKind::FinAckOfFin => "rcv FIN,ACK of FIN",
             SegmentKind::Rst => "rcv RST",
             SegmentKind::DataAfterClose => "rcv data after close",
         }

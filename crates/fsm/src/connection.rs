@@ -1,0 +1,1372 @@
+//! The connection: one TCB, driven sans-IO.
+//!
+//! The caller feeds user calls, arriving segments and the current time; it polls segments to
+//! transmit ([`Connection::poll_transmit`]), the next deadline ([`Connection::poll_timeout`])
+//! and events ([`Connection::poll_event`]). Time is a [`Duration`] since an epoch the caller
+//! chooses (a virtual clock in tests, capture timestamps in the analyzer).
+//!
+//! All segment processing happens in [`Connection::handle_segment`], which dispatches on the
+//! state exactly as RFC 9293 §3.10.7 does and, in the synchronized states, runs the ordered
+//! checks of §3.10.7.4 as one method each. Linux's TIME_WAIT (and orphaned FIN_WAIT_2) is a
+//! mini-socket with rules of its own (`tcp_timewait_state_process`); it is processed by its
+//! own method and visible through [`Connection::time_wait_sock`].
+
+use crate::{CallKind, Flags, Profile, Segment, SegmentKind, SeqNum, State, TimerKind, Trigger};
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::Duration;
+
+/// How the connection was opened (RFC 9293 §3.10.7.4: a reset in SYN_RECEIVED returns a
+/// passively opened connection to LISTEN, and refuses an actively opened one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// Not opened yet.
+    None,
+    /// OPEN active (`connect()`).
+    Active,
+    /// OPEN passive (`listen()`).
+    Passive,
+}
+
+/// Something the application should learn about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// The state changed.
+    StateChanged {
+        /// State before.
+        from: State,
+        /// State after.
+        to: State,
+        /// What caused it.
+        trigger: Trigger,
+    },
+    /// The handshake completed (ESTABLISHED reached).
+    Connected,
+    /// New data can be read (octets newly received in order).
+    Readable(u32),
+    /// The peer's FIN arrived: reads return end of file once the buffer is drained.
+    PeerClosed,
+    /// The connection was reset by the peer (ECONNRESET).
+    Reset,
+    /// The active open was refused (ECONNREFUSED).
+    Refused,
+    /// A retry limit or the user timeout gave up (ETIMEDOUT).
+    TimedOut,
+    /// The TCB is gone (CLOSED).
+    Closed,
+}
+
+/// Why a user call failed (RFC 9293 §3.10 error texts, with the errno a socket would give).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallError {
+    /// "connection does not exist" (ENOTCONN).
+    NotConnected,
+    /// "connection already exists" (EISCONN / EALREADY).
+    AlreadyExists,
+    /// "connection closing": no more sends after our FIN (EPIPE).
+    Closing,
+    /// "connection reset" (ECONNRESET).
+    Reset,
+    /// "connection refused" (ECONNREFUSED).
+    Refused,
+    /// "connection aborted due to user timeout" (ETIMEDOUT).
+    TimedOut,
+    /// Nothing to read yet (EAGAIN).
+    WouldBlock,
+}
+
+impl CallError {
+    /// The errno name a socket call would return.
+    pub fn errno(self) -> &'static str {
+        match self {
+            CallError::NotConnected => "ENOTCONN",
+            CallError::AlreadyExists => "EISCONN",
+            CallError::Closing => "EPIPE",
+            CallError::Reset => "ECONNRESET",
+            CallError::Refused => "ECONNREFUSED",
+            CallError::TimedOut => "ETIMEDOUT",
+            CallError::WouldBlock => "EAGAIN",
+        }
+    }
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match self {
+            CallError::NotConnected => "connection does not exist",
+            CallError::AlreadyExists => "connection already exists",
+            CallError::Closing => "connection closing",
+            CallError::Reset => "connection reset",
+            CallError::Refused => "connection refused",
+            CallError::TimedOut => "connection aborted due to user timeout",
+            CallError::WouldBlock => "no data available",
+        };
+        write!(f, "{text} ({})", self.errno())
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// A segment to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// The segment.
+    pub segment: Segment,
+    /// Whether this re-sends something sent before.
+    pub retransmission: bool,
+}
+
+/// Linux's TIME_WAIT mini-socket (`struct tcp_timewait_sock`) as `ss` would show it: the
+/// substate (TIME_WAIT, or FIN_WAIT_2 for an orphan) and when its timer fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWaitSock {
+    /// `tw_substate`: TIME_WAIT or FIN_WAIT_2.
+    pub substate: State,
+    /// When the `timewait` timer fires.
+    pub expires: Duration,
+    /// `tw_rcv_nxt`.
+    pub rcv_nxt: SeqNum,
+    /// `tw_snd_nxt`.
+    pub snd_nxt: SeqNum,
+}
+
+/// Per-connection retransmission state (RFC 6298).
+#[derive(Debug, Clone)]
+struct Rtx {
+    deadline: Option<Duration>,
+    rto: Duration,
+    retries: u32,
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    /// Karn's algorithm: time a segment ending at this sequence number, unless retransmitted.
+    sample: Option<(SeqNum, Duration)>,
+}
+
+/// One TCP connection (one TCB), sans-IO.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    profile: Profile,
+    state: State,
+    origin: Origin,
+    /// The ISS used by the next open (active or passive); the caller chooses it.
+    next_iss: SeqNum,
+
+    // Send sequence space (RFC 9293 §3.3.1).
+    iss: SeqNum,
+    snd_una: SeqNum,
+    snd_nxt: SeqNum,
+    snd_wnd: u32,
+    snd_wl1: SeqNum,
+    snd_wl2: SeqNum,
+    max_snd_wnd: u32,
+    /// Octets the application wrote that are not yet segmentized.
+    unsent: u32,
+    /// The application closed or shut down its sending side: a FIN follows the data.
+    fin_pending: bool,
+    /// Sequence number of our FIN once sent.
+    fin_seq: Option<SeqNum>,
+
+    // Receive sequence space.
+    irs: SeqNum,
+    rcv_nxt: SeqNum,
+    /// Octets received in order and not yet read by the application.
+    unread: u32,
+    peer_fin: bool,
+
+    /// close() was called: the socket is an orphan (Linux `SOCK_DEAD`, `RCV_SHUTDOWN`).
+    app_closed: bool,
+    linger_zero: bool,
+    /// Sticky error reported to later calls (RFC 9293: "connection reset" etc.).
+    error: Option<CallError>,
+
+    rtx: Rtx,
+    time_wait_deadline: Option<Duration>,
+    fin_wait_2_deadline: Option<Duration>,
+    user_timeout_deadline: Option<Duration>,
+    /// Linux: TIME_WAIT or the orphaned FIN_WAIT_2 is held by a mini-socket.
+    mini_socket: bool,
+
+    ack_pending: bool,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+}
+
+impl Connection {
+    /// A connection in CLOSED. `iss` is the initial send sequence number it will use (RFC
+    /// 9293 §3.4.1: the caller's clock-driven or random choice; sans-IO, so it is given).
+    pub fn new(profile: Profile, iss: SeqNum) -> Connection {
+        let rto = profile.rto_initial;
+        Connection {
+            profile,
+            state: State::Closed,
+            origin: Origin::None,
+            next_iss: iss,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_wnd: 0,
+            snd_wl1: SeqNum(0),
+            snd_wl2: SeqNum(0),
+            max_snd_wnd: 0,
+            unsent: 0,
+            fin_pending: false,
+            fin_seq: None,
+            irs: SeqNum(0),
+            rcv_nxt: SeqNum(0),
+            unread: 0,
+            peer_fin: false,
+            app_closed: false,
+            linger_zero: false,
+            error: None,
+            rtx: Rtx {
+                deadline: None,
+                rto,
+                retries: 0,
+                srtt: None,
+                rttvar: Duration::ZERO,
+                sample: None,
+            },
+            time_wait_deadline: None,
+            fin_wait_2_deadline: None,
+            user_timeout_deadline: None,
+            mini_socket: false,
+            ack_pending: false,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    // ----- inspection -------------------------------------------------------------------
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The profile.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// Mutable profile, for knobs that change at run time like a `sysctl` (e.g. `rfc1337`).
+    pub fn profile_mut(&mut self) -> &mut Profile {
+        &mut self.profile
+    }
+
+    /// Choose the ISS of the next incarnation (active open, or the SYN,ACK of a passive one).
+    pub fn set_next_iss(&mut self, iss: SeqNum) {
+        self.next_iss = iss;
+    }
+
+    /// How the connection was opened.
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// SND.UNA.
+    pub fn snd_una(&self) -> SeqNum {
+        self.snd_una
+    }
+    /// SND.NXT.
+    pub fn snd_nxt(&self) -> SeqNum {
+        self.snd_nxt
+    }
+    /// RCV.NXT.
+    pub fn rcv_nxt(&self) -> SeqNum {
+        self.rcv_nxt
+    }
+    /// ISS of the current incarnation.
+    pub fn iss(&self) -> SeqNum {
+        self.iss
+    }
+    /// IRS of the current incarnation.
+    pub fn irs(&self) -> SeqNum {
+        self.irs
+    }
+    /// Octets received and not yet read (Linux Recv-Q).
+    pub fn unread(&self) -> u32 {
+        self.unread
+    }
+    /// Octets sent or queued and not yet acknowledged (Linux Send-Q).
+    pub fn unacknowledged(&self) -> u32 {
+        self.snd_nxt.distance_from(self.snd_una).max(0) as u32 + self.unsent
+    }
+    /// Whether close() was called (Linux: the socket is an orphan).
+    pub fn is_orphan(&self) -> bool {
+        self.app_closed
+    }
+    /// The current retransmission timeout.
+    pub fn rto(&self) -> Duration {
+        self.rtx.rto
+    }
+
+    /// Linux's mini-socket view of TIME_WAIT / orphaned FIN_WAIT_2, as `ss` shows it.
+    pub fn time_wait_sock(&self) -> Option<TimeWaitSock> {
+        if !self.mini_socket {
+            return None;
+        }
+        let expires = match self.state {
+            State::TimeWait => self.time_wait_deadline?,
+            State::FinWait2 => self.fin_wait_2_deadline?,
+            _ => return None,
+        };
+        Some(TimeWaitSock {
+            substate: self.state,
+            expires,
+            rcv_nxt: self.rcv_nxt,
+            snd_nxt: self.snd_nxt,
+        })
+    }
+
+    // ----- polling ----------------------------------------------------------------------
+
+    /// The next segment to send, if any.
+    pub fn poll_transmit(&mut self, _now: Duration) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The earliest deadline of the running timers (retransmission, TIME_WAIT, FIN_WAIT_2,
+    /// user timeout), each independent of the others.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        self.poll_timer().map(|(at, _)| at)
+    }
+
+    /// The earliest running timer and its deadline.
+    pub fn poll_timer(&self) -> Option<(Duration, TimerKind)> {
+        [
+            (self.user_timeout_deadline, TimerKind::UserTimeout),
+            (self.time_wait_deadline, TimerKind::TimeWait),
+            (self.fin_wait_2_deadline, TimerKind::FinWait2),
+            (self.rtx.deadline, TimerKind::Retransmission),
+        ]
+        .into_iter()
+        .filter_map(|(at, kind)| at.map(|at| (at, kind)))
+        .min_by_key(|&(at, _)| at)
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ----- user calls (RFC 9293 §3.10.1–3.10.6) ------------------------------------------
+
+    /// OPEN passive (`listen()`), §3.10.1.
+    pub fn open_passive(&mut self) -> Result<(), CallError> {
+        if self.state != State::Closed {
+            return Err(CallError::AlreadyExists);
+        }
+        self.reset_tcb();
+        self.origin = Origin::Passive;
+        self.set_state(State::Listen, Trigger::Call(CallKind::OpenPassive));
+        Ok(())
+    }
+
+    /// OPEN active (`connect()`), §3.10.1; in LISTEN this is §3.10.2's SEND with a remote
+    /// socket given, which the RFC profile allows.
+    pub fn open_active(&mut self, now: Duration) -> Result<(), CallError> {
+        match self.state {
+            State::Closed => self.reset_tcb(),
+            State::Listen if !self.profile.is_linux() => {}
+            _ => return Err(CallError::AlreadyExists),
+        }
+        self.origin = Origin::Active;
+        self.iss = self.next_iss;
+        self.snd_una = self.iss;
+        self.snd_nxt = self.iss + 1;
+        self.emit(self.iss, Flags::SYN, 0, false);
+        self.arm_rtx(now);
+        self.set_state(State::SynSent, Trigger::Call(CallKind::OpenActive));
+        Ok(())
+    }
+
+    /// SEND of `len` octets (§3.10.2). Queued in SYN_SENT/SYN_RECEIVED, sent at once in
+    /// ESTABLISHED and CLOSE_WAIT (flow and congestion control are not modelled).
+    pub fn send(&mut self, now: Duration, len: u32) -> Result<(), CallError> {
+        if let Some(err) = self.error {
+            return Err(err);
+        }
+        match self.state {
+            State::Closed | State::Listen => Err(CallError::NotConnected),
+            _ if self.fin_pending || self.fin_seq.is_some() => Err(CallError::Closing),
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait => {
+                self.unsent += len;
+                self.flush(now);
+                Ok(())
+            }
+            _ => Err(CallError::Closing),
+        }
+    }
+
+    /// RECEIVE up to `max` octets (§3.10.3). `Ok(0)` is end of file (the peer's FIN was
+    /// received and everything before it read).
+    pub fn read(&mut self, max: u32) -> Result<u32, CallError> {
+        if self.unread > 0 {
+            let n = self.unread.min(max);
+            self.unread -= n;
+            return Ok(n);
+        }
+        if self.peer_fin {
+            return Ok(0);
+        }
+        if let Some(err) = self.error {
+            return Err(err);
+        }
+        match self.state {
+            State::Closed | State::Listen => Err(CallError::NotConnected),
+            _ => Err(CallError::WouldBlock),
+        }
+    }
+
+    /// `SO_LINGER {1,0}`: a later close() aborts (`tcp_disconnect`) instead of closing.
+    pub fn set_linger_zero(&mut self, on: bool) {
+        self.linger_zero = on;
+    }
+
+    /// `shutdown(SHUT_WR)`: send FIN after queued data, keep receiving (§3.6.1 half-close;
+    /// `tcp_shutdown`).
+    pub fn shutdown_write(&mut self, now: Duration) -> Result<(), CallError> {
+        match self.state {
+            State::Closed | State::Listen => Err(CallError::NotConnected),
+            // `inet_shutdown` routes SYN_SENT to disconnect: like CLOSE in SYN-SENT.
+            State::SynSent => {
+                self.delete_tcb(Trigger::Call(CallKind::ShutdownWrite));
+                Ok(())
+            }
+            State::SynReceived | State::Established => {
+                self.fin_pending = true;
+                self.set_state(State::FinWait1, Trigger::Call(CallKind::ShutdownWrite));
+                self.flush(now);
+                Ok(())
+            }
+            State::CloseWait => {
+                self.fin_pending = true;
+                self.set_state(State::LastAck, Trigger::Call(CallKind::ShutdownWrite));
+                self.flush(now);
+                Ok(())
+            }
+            // Already shut down for sending: nothing more to do.
+            _ => Ok(()),
+        }
+    }
+
+    /// CLOSE (`close()`), §3.10.4, with Linux's `__tcp_close` where the profile says so.
+    pub fn close(&mut self, now: Duration) -> Result<(), CallError> {
+        if self.linger_zero && self.state != State::Listen {
+            // SO_LINGER {1,0}: close() is an abort (tcp_disconnect).
+            self.app_closed = true;
+            return self.abort(now);
+        }
+        let was_orphan = self.app_closed;
+        self.app_closed = true;
+        match self.state {
+            State::Closed => Err(CallError::NotConnected),
+            State::Listen | State::SynSent => {
+                // §3.10.4: delete the TCB; no segment is sent.
+                self.delete_tcb(Trigger::Call(CallKind::Close));
+                Ok(())
+            }
+            State::Established
+            | State::CloseWait
+            | State::FinWait1
+            | State::FinWait2
+            | State::Closing
+            | State::LastAck
+                if self.profile.rst_on_close_with_unread_data && self.unread > 0 =>
+            {
+                // __tcp_close: "data was unread" → RST|ACK at SND.NXT, straight to CLOSE
+                // (RFC 2525 §2.17). The unread data is discarded.
+                self.unread = 0;
+                self.send_active_reset();
+                self.delete_tcb(Trigger::Call(CallKind::Close));
+                Ok(())
+            }
+            State::SynReceived | State::Established => {
+                self.fin_pending = true;
+                self.set_state(State::FinWait1, Trigger::Call(CallKind::Close));
+                self.flush(now);
+                Ok(())
+            }
+            State::CloseWait => {
+                self.fin_pending = true;
+                self.set_state(State::LastAck, Trigger::Call(CallKind::Close));
+                self.flush(now);
+                Ok(())
+            }
+            State::FinWait2 => {
+                // Already half-closed by shutdown(); close() now orphans it. Linux arms the
+                // FIN_WAIT_2 timeout (adjudge_to_death in __tcp_close).
+                if !was_orphan {
+                    self.arm_orphan_fin_wait_2(now);
+                }
+                Ok(())
+            }
+            // FIN already sent: RFC "error: connection closing" is about a second CLOSE;
+            // a socket close() here simply orphans the connection.
+            State::FinWait1 | State::Closing | State::LastAck => Ok(()),
+            State::TimeWait => Err(CallError::Closing),
+        }
+    }
+
+    /// ABORT, §3.10.5: RST where the state has a synchronized peer, then CLOSED.
+    pub fn abort(&mut self, _now: Duration) -> Result<(), CallError> {
+        match self.state {
+            State::Closed => Err(CallError::NotConnected),
+            State::Listen | State::SynSent => {
+                self.delete_tcb(Trigger::Call(CallKind::Abort));
+                Ok(())
+            }
+            // RFC §3.10.5: RST in SYN-RECEIVED, ESTABLISHED, FIN-WAIT-1/2, CLOSE-WAIT — the
+            // same set as Linux's tcp_need_reset().
+            State::SynReceived
+            | State::Established
+            | State::FinWait1
+            | State::FinWait2
+            | State::CloseWait => {
+                self.send_active_reset();
+                self.delete_tcb(Trigger::Call(CallKind::Abort));
+                Ok(())
+            }
+            // CLOSING, LAST-ACK, TIME-WAIT: "respond with ok and delete the TCB", no RST.
+            State::Closing | State::LastAck | State::TimeWait => {
+                self.delete_tcb(Trigger::Call(CallKind::Abort));
+                Ok(())
+            }
+        }
+    }
+
+    // ----- timers (RFC 9293 §3.10.8) -----------------------------------------------------
+
+    /// Fire every timer whose deadline is at or before `now`.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        if self.user_timeout_deadline.is_some_and(|d| d <= now) {
+            self.user_timeout_deadline = None;
+            self.error = Some(CallError::TimedOut);
+            self.events.push_back(Event::TimedOut);
+            self.delete_tcb(Trigger::Timer(TimerKind::UserTimeout));
+            return;
+        }
+        if self.time_wait_deadline.is_some_and(|d| d <= now) {
+            // §3.10.8 TIME-WAIT TIMEOUT: delete the TCB.
+            self.delete_tcb(Trigger::Timer(TimerKind::TimeWait));
+            return;
+        }
+        if self.fin_wait_2_deadline.is_some_and(|d| d <= now) {
+            // Linux: the orphan gave up waiting for the peer's FIN (tcp_fin_timeout).
+            self.delete_tcb(Trigger::Timer(TimerKind::FinWait2));
+            return;
+        }
+        if self.rtx.deadline.is_some_and(|d| d <= now) {
+            self.on_retransmission_timeout(now);
+        }
+    }
+
+    fn retry_limit(&self) -> u32 {
+        match self.state {
+            State::SynSent => self.profile.syn_retries,
+            State::SynReceived => self.profile.synack_retries,
+            _ if self.app_closed && self.profile.is_linux() => self.profile.orphan_retries,
+            _ => self.profile.data_retries,
+        }
+    }
+
+    fn on_retransmission_timeout(&mut self, now: Duration) {
+        self.rtx.deadline = None;
+        if self.snd_una == self.snd_nxt {
+            return;
+        }
+        if self.rtx.retries >= self.retry_limit() {
+            // tcp_write_timeout: give up.
+            self.error = Some(CallError::TimedOut);
+            self.events.push_back(Event::TimedOut);
+            if self.state == State::SynReceived && self.origin == Origin::Passive {
+                // The listener drops the embryonic connection and keeps listening.
+                self.back_to_listen(Trigger::Timer(TimerKind::Retransmission));
+            } else {
+                self.delete_tcb(Trigger::Timer(TimerKind::Retransmission));
+            }
+            return;
+        }
+        self.rtx.retries += 1;
+        // RFC 6298 §5.5: back off the timer; Karn: no RTT sample from a retransmission.
+        self.rtx.rto = (self.rtx.rto * 2).min(self.profile.rto_max);
+        self.rtx.sample = None;
+        self.retransmit_front();
+        self.rtx.deadline = Some(now + self.rtx.rto);
+    }
+
+    /// Re-send the front of the retransmission queue: SYN, SYN-ACK, or data from SND.UNA
+    /// (at most one MSS), with the FIN if it fits.
+    fn retransmit_front(&mut self) {
+        if self.snd_una == self.iss {
+            // Our SYN is not acknowledged yet (SYN-SENT, SYN-RECEIVED, or a FIN-WAIT-1
+            // entered from SYN-RECEIVED): the SYN goes first.
+            let flags = if self.state == State::SynSent {
+                Flags::SYN
+            } else {
+                Flags::SYN | Flags::ACK
+            };
+            self.emit(self.iss, flags, 0, true);
+            return;
+        }
+        let data_end = self.fin_seq.unwrap_or(self.snd_nxt);
+        let outstanding = data_end.distance_from(self.snd_una).max(0) as u32;
+        let len = outstanding.min(self.profile.mss);
+        let mut flags = Flags::ACK;
+        if let Some(fin) = self.fin_seq {
+            if self.snd_una + len == fin {
+                flags |= Flags::FIN;
+            }
+        }
+        if len > 0 {
+            flags |= Flags::PSH;
+        }
+        self.emit(self.snd_una, flags, len, true);
+    }
+
+    // ----- segment arrival (RFC 9293 §3.10.7) --------------------------------------------
+
+    /// Process an arriving segment (§3.10.7), dispatching on the state.
+    pub fn handle_segment(&mut self, now: Duration, seg: Segment) {
+        match self.state {
+            State::Closed => self.segment_in_closed(&seg),
+            State::Listen => self.segment_in_listen(now, &seg),
+            State::SynSent => self.segment_in_syn_sent(now, &seg),
+            State::TimeWait | State::FinWait2 if self.mini_socket => {
+                self.segment_in_timewait_sock(now, &seg)
+            }
+            _ => self.segment_in_synchronized(now, &seg),
+        }
+        self.flush(now);
+    }
+
+    /// §3.10.7.1 CLOSED: everything but a RST is answered with a RST.
+    fn segment_in_closed(&mut self, seg: &Segment) {
+        if let Some(rst) = reset_for_unexpected(seg) {
+            self.push_transmit(rst, false);
+        }
+    }
+
+    /// §3.10.7.2 LISTEN.
+    fn segment_in_listen(&mut self, now: Duration, seg: &Segment) {
+        let f = seg.flags;
+        if f.rst() {
+            return; // first: an RST is ignored
+        }
+        if f.ack() {
+            // second: any ACK is bad here: <SEQ=SEG.ACK><CTL=RST>
+            self.push_transmit(
+                Segment::control(seg.ack, SeqNum(0), Flags::RST, 0),
+                false,
+            );
+            return;
+        }
+        if f.syn() {
+            // third: a SYN. Linux drops SYN+FIN (tcp_v4_rcv / tcp_rcv_state_process: "if
+            // (th->fin) goto discard"); the RFC would queue the FIN, which nothing here needs.
+            if f.fin() && self.profile.is_linux() {
+                return;
+            }
+            self.accept_syn(now, seg, self.next_iss, Trigger::Segment(SegmentKind::Syn));
+        }
+        // fourth: anything else is dropped.
+    }
+
+    /// LISTEN (or Linux TIME_WAIT, `TCP_TW_SYN`) + SYN → SYN_RECEIVED, sending SYN,ACK.
+    fn accept_syn(&mut self, now: Duration, seg: &Segment, iss: SeqNum, trigger: Trigger) {
+        let keep_origin = self.origin;
+        self.reset_tcb();
+        self.origin = if keep_origin == Origin::None {
+            Origin::Passive
+        } else {
+            keep_origin
+        };
+        self.irs = seg.seq;
+        self.rcv_nxt = seg.seq + 1;
+        self.iss = iss;
+        self.snd_una = iss;
+        self.snd_nxt = iss + 1;
+        self.snd_wnd = seg.window;
+        self.max_snd_wnd = seg.window;
+        self.snd_wl1 = seg.seq;
+        self.emit(iss, Flags::SYN | Flags::ACK, 0, false);
+        self.arm_rtx(now);
+        self.set_state(State::SynReceived, trigger);
+    }
+
+    /// §3.10.7.3 SYN-SENT.
+    fn segment_in_syn_sent(&mut self, now: Duration, seg: &Segment) {
+        let f = seg.flags;
+        // first: the ACK bit.
+        let mut ack_ok = false;
+        if f.ack() {
+            if seg.ack.le(self.iss) || seg.ack.gt(self.snd_nxt) {
+                if !f.rst() {
+                    self.push_transmit(Segment::control(seg.ack, SeqNum(0), Flags::RST, 0), false);
+                }
+                return;
+            }
+            ack_ok = seg.ack.gt(self.snd_una) && seg.ack.le(self.snd_nxt);
+        }
+        // second: the RST bit. Only an RST that acknowledges our SYN is believed (RFC 5961
+        // §3.2 asks the same); it means "connection refused".
+        if f.rst() {
+            if ack_ok {
+                self.error = Some(CallError::Refused);
+                self.events.push_back(Event::Refused);
+                self.delete_tcb(Trigger::Segment(SegmentKind::Rst));
+            }
+            return;
+        }
+        // fourth: the SYN bit.
+        if f.syn() {
+            self.irs = seg.seq;
+            self.rcv_nxt = seg.seq + 1;
+            if ack_ok {
+                self.snd_una = seg.ack;
+                self.on_ack_progress(now, seg.ack);
+            }
+            if self.snd_una.gt(self.iss) {
+                self.update_window(seg);
+                self.set_state(State::Established, Trigger::Segment(SegmentKind::SynAck));
+                self.events.push_back(Event::Connected);
+                self.ack_pending = true;
+            } else {
+                // Simultaneous open (§3.10.7.3, MUST-10): <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>.
+                self.snd_wnd = seg.window;
+                self.max_snd_wnd = self.max_snd_wnd.max(seg.window);
+                self.snd_wl1 = seg.seq;
+                self.snd_wl2 = seg.ack;
+                self.emit(self.iss, Flags::SYN | Flags::ACK, 0, false);
+                self.arm_rtx(now);
+                self.set_state(State::SynReceived, Trigger::Segment(SegmentKind::Syn));
+            }
+        }
+        // fifth: neither SYN nor RST: drop.
+    }
+
+    /// §3.10.7.4, "Otherwise": SYN-RECEIVED and the synchronized states, as ordered steps.
+    fn segment_in_synchronized(&mut self, now: Duration, seg: &Segment) {
+        if !self.check_sequence(now, seg) {
+            return;
+        }
+        if seg.flags.rst() {
+            self.check_rst(seg);
+            return;
+        }
+        if seg.flags.syn() && !self.check_syn(seg) {
+            return;
+        }
+        if !self.check_ack(now, seg) {
+            return;
+        }
+        // sixth, URG: the urgent pointer is not modelled (RFC 6093 deprecates its use).
+        if !self.process_text(seg) {
+            return;
+        }
+        self.process_fin(now, seg);
+    }
+
+    /// RCV.WND: what is left of the receive buffer.
+    fn rcv_wnd(&self) -> u32 {
+        self.profile.receive_buffer.saturating_sub(self.unread)
+    }
+
+    /// Table 6 of §3.10.7.4: is the segment's sequence space acceptable?
+    fn acceptable(&self, seg: &Segment) -> bool {
+        let wnd = self.rcv_wnd();
+        let len = seg.seg_len();
+        let right = self.rcv_nxt + wnd;
+        match (len, wnd) {
+            (0, 0) => seg.seq == self.rcv_nxt,
+            (0, _) => seg.seq.in_range(self.rcv_nxt, right),
+            (_, 0) => {
+                // Linux accepts a bare FIN at RCV.NXT into a zero window, so a FIN can never
+                // be stuck behind a closed window.
+                self.profile.accept_fin_with_zero_window
+                    && seg.len == 0
+                    && seg.flags.fin()
+                    && seg.seq == self.rcv_nxt
+            }
+            (_, _) => {
+                seg.seq.in_range(self.rcv_nxt, right)
+                    || (seg.seq + (len - 1)).in_range(self.rcv_nxt, right)
+            }
+        }
+    }
+
+    /// First check: sequence number. Returns whether processing continues.
+    fn check_sequence(&mut self, now: Duration, seg: &Segment) -> bool {
+        if self.acceptable(seg) {
+            return true;
+        }
+        if seg.flags.rst() {
+            // Linux tcp_reset_check: after the peer's FIN, an RST at RCV.NXT−1 still resets.
+            if self.profile.accept_rst_before_fin
+                && matches!(
+                    self.state,
+                    State::CloseWait | State::LastAck | State::Closing
+                )
+                && seg.seq == self.rcv_nxt - 1
+            {
+                self.reset_by_peer();
+            }
+            return false; // an unacceptable RST is dropped silently
+        }
+        if self.state == State::SynReceived
+            && seg.flags.syn()
+            && !seg.flags.ack()
+            && seg.seq == self.irs
+            && self.profile.resend_syn_ack_on_dup_syn
+        {
+            // The peer did not get our SYN,ACK: send it again (tcp_check_req).
+            self.emit(self.iss, Flags::SYN | Flags::ACK, 0, true);
+            return false;
+        }
+        // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, then drop. Linux rate-limits these for bare
+        // ACKs/SYNs (tcp_invalid_ratelimit, 500 ms); rate limiting is not modelled.
+        self.ack_pending = true;
+        if self.state == State::TimeWait && seg.flags.fin() && seg.end() == self.rcv_nxt {
+            // §3.10.7.4 fifth/eighth check for TIME-WAIT: "The only thing that can arrive
+            // in this state is a retransmission of the remote FIN. Acknowledge it, and
+            // restart the 2 MSL timeout." (It fails this first check, being old.)
+            self.time_wait_deadline = Some(now + self.profile.time_wait);
+        }
+        false
+    }
+
+    /// Second check: RST (RFC 5961 §3.2 form).
+    fn check_rst(&mut self, seg: &Segment) {
+        if seg.seq != self.rcv_nxt {
+            // In the window but not exactly RCV.NXT: challenge ACK, drop.
+            self.ack_pending = true;
+            return;
+        }
+        match self.state {
+            State::SynReceived if self.origin == Origin::Passive => {
+                // "return this connection to LISTEN state"; the user need not be informed.
+                self.back_to_listen(Trigger::Segment(SegmentKind::Rst));
+            }
+            State::SynReceived => {
+                self.error = Some(CallError::Refused);
+                self.events.push_back(Event::Refused);
+                self.delete_tcb(Trigger::Segment(SegmentKind::Rst));
+            }
+            State::TimeWait if self.profile.rfc1337 => {
+                // RFC 1337 F1: ignore RST in TIME-WAIT, or an old duplicate assassinates it.
+            }
+            State::Closing | State::LastAck | State::TimeWait => {
+                self.delete_tcb(Trigger::Segment(SegmentKind::Rst));
+            }
+            _ => self.reset_by_peer(),
+        }
+    }
+
+    fn reset_by_peer(&mut self) {
+        self.error = Some(CallError::Reset);
+        self.events.push_back(Event::Reset);
+        // "all segment queues should be flushed": unread data is lost (read gives ECONNRESET).
+        self.unread = 0;
+        self.delete_tcb(Trigger::Segment(SegmentKind::Rst));
+    }
+
+    /// Fourth check: SYN. Returns whether processing continues.
+    fn check_syn(&mut self, seg: &Segment) -> bool {
+        if self.state == State::SynReceived && self.origin == Origin::Passive {
+            // "If the connection was initiated with a passive OPEN, then return this
+            // connection to the LISTEN state and return."
+            let _ = seg;
+            self.back_to_listen(Trigger::Segment(SegmentKind::Syn));
+            return false;
+        }
+        // RFC 5961 §4.2: any SYN in a synchronized state gets a challenge ACK and is dropped.
+        self.ack_pending = true;
+        false
+    }
+
+    /// Fifth check: ACK. Returns whether processing continues.
+    fn check_ack(&mut self, now: Duration, seg: &Segment) -> bool {
+        if !seg.flags.ack() {
+            return false; // "if the ACK bit is off, drop the segment and return"
+        }
+        // RFC 5961 §5.2: acceptable iff SND.UNA − MAX.SND.WND =< SEG.ACK =< SND.NXT.
+        let oldest = self.snd_una - self.max_snd_wnd.max(1);
+        if seg.ack.gt(self.snd_nxt) || seg.ack.lt(oldest) {
+            self.ack_pending = true;
+            return false;
+        }
+        if self.state == State::SynReceived {
+            if seg.ack.gt(self.snd_una) && seg.ack.le(self.snd_nxt) {
+                self.snd_una = seg.ack;
+                self.on_ack_progress(now, seg.ack);
+                self.update_window(seg);
+                self.set_state(State::Established, Trigger::Segment(SegmentKind::AckOfSyn));
+                self.events.push_back(Event::Connected);
+            } else {
+                // <SEQ=SEG.ACK><CTL=RST>
+                self.push_transmit(Segment::control(seg.ack, SeqNum(0), Flags::RST, 0), false);
+                return false;
+            }
+        } else if seg.ack.gt(self.snd_una) {
+            self.snd_una = seg.ack;
+            self.on_ack_progress(now, seg.ack);
+        }
+        if self.snd_una.le(seg.ack) {
+            self.update_window(seg);
+        }
+        let fin_acked = self.fin_seq.is_some_and(|fin| self.snd_una == fin + 1);
+        match self.state {
+            State::FinWait1 if fin_acked => self.on_fin_acked_in_fin_wait_1(now),
+            State::Closing if fin_acked => {
+                self.enter_time_wait(now, Trigger::Segment(SegmentKind::AckOfFin))
+            }
+            State::LastAck if fin_acked => {
+                self.delete_tcb(Trigger::Segment(SegmentKind::AckOfFin));
+                return false;
+            }
+            _ => {}
+        }
+        self.state != State::Closed
+    }
+
+    /// FIN_WAIT_1 → FIN_WAIT_2 (and, for a Linux orphan, the FIN_WAIT_2 mini-socket).
+    fn on_fin_acked_in_fin_wait_1(&mut self, now: Duration) {
+        let trigger = Trigger::Segment(SegmentKind::AckOfFin);
+        if self.profile.is_linux() && self.app_closed {
+            if self.profile.time_wait_buckets_exhausted {
+                // tcp_time_wait(sk, TCP_FIN_WAIT2, tmo) cannot allocate the tw sock: tcp_done.
+                self.delete_tcb(trigger);
+                return;
+            }
+            self.set_state(State::FinWait2, trigger);
+            self.arm_orphan_fin_wait_2(now);
+            return;
+        }
+        self.set_state(State::FinWait2, trigger);
+    }
+
+    /// Linux `tcp_fin_time()`: the orphan's FIN_WAIT_2 timeout, at least 3.5·RTO.
+    fn arm_orphan_fin_wait_2(&mut self, now: Duration) {
+        if let Some(fin_timeout) = self.profile.fin_timeout {
+            let floor = self.rtx.rto * 7 / 2;
+            let tmo = fin_timeout.max(floor);
+            self.fin_wait_2_deadline = Some(now + tmo);
+            // Within TCP_TIMEWAIT_LEN the kernel swaps the socket for a tw sock at once.
+            self.mini_socket = self.profile.is_linux() && tmo <= Duration::from_secs(60);
+            self.stop_rtx();
+        }
+    }
+
+    /// Seventh check: segment text. Returns whether processing continues.
+    fn process_text(&mut self, seg: &Segment) -> bool {
+        if seg.len == 0 {
+            return true;
+        }
+        match self.state {
+            State::Established | State::FinWait1 | State::FinWait2 => {}
+            // CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT: "ignore the segment text" (a FIN
+            // has been received).
+            _ => return true,
+        }
+        let data_end = seg.seq + seg.len;
+        let new_data = data_end.gt(self.rcv_nxt);
+        if self.profile.rst_on_data_after_close
+            && self.app_closed
+            && matches!(self.state, State::FinWait1 | State::FinWait2)
+            && new_data
+        {
+            // tcp_rcv_state_process: "RFC 793 says to queue data in these states, RFC 1122
+            // says we MUST send a reset." The reset is sent like one for no connection.
+            self.answer_with_reset(seg);
+            self.delete_tcb(Trigger::Segment(SegmentKind::DataAfterClose));
+            return false;
+        }
+        if seg.seq.gt(self.rcv_nxt) {
+            // Out of order: SHLD-31 says hold it; reassembly is not modelled, so it is
+            // dropped and a duplicate ACK tells the peer what we expect.
+            self.ack_pending = true;
+            return false;
+        }
+        if new_data {
+            let fresh = data_end.distance_from(self.rcv_nxt) as u32;
+            let room = self.rcv_wnd();
+            let taken = fresh.min(room);
+            self.rcv_nxt += taken;
+            self.unread += taken;
+            if taken > 0 {
+                self.events.push_back(Event::Readable(taken));
+            }
+            if taken < fresh {
+                self.ack_pending = true;
+                return false; // the FIN (if any) lies beyond what fit
+            }
+        }
+        self.ack_pending = true;
+        true
+    }
+
+    /// Eighth check: FIN.
+    fn process_fin(&mut self, now: Duration, seg: &Segment) {
+        if !seg.flags.fin() {
+            return;
+        }
+        // The FIN occupies the sequence number right after the data.
+        if seg.seq + seg.len != self.rcv_nxt {
+            if seg.end().gt(self.rcv_nxt) {
+                self.ack_pending = true; // a FIN beyond a gap is not processed yet
+            }
+            return;
+        }
+        self.rcv_nxt += 1;
+        self.peer_fin = true;
+        self.ack_pending = true;
+        self.events.push_back(Event::PeerClosed);
+        let trigger = Trigger::Segment(SegmentKind::Fin);
+        match self.state {
+            State::SynReceived | State::Established => self.set_state(State::CloseWait, trigger),
+            // Our FIN would have moved us to FIN-WAIT-2 in the ACK check if it were acked.
+            State::FinWait1 => self.set_state(State::Closing, trigger),
+            State::FinWait2 => self.enter_time_wait(now, trigger),
+            State::TimeWait => {
+                self.time_wait_deadline = Some(now + self.profile.time_wait);
+            }
+            _ => {}
+        }
+    }
+
+    /// Enter TIME_WAIT: start the 2·MSL timer, stop the others (§3.10.7.4 eighth check).
+    fn enter_time_wait(&mut self, now: Duration, trigger: Trigger) {
+        if self.profile.is_linux() && self.profile.time_wait_buckets_exhausted {
+            // tcp_time_wait: inet_twsk_alloc failed (TCPTimeWaitOverflow) → tcp_done. The
+            // ACK of the peer's FIN still goes out.
+            self.flush_ack_now();
+            self.delete_tcb(trigger);
+            return;
+        }
+        self.stop_rtx();
+        self.fin_wait_2_deadline = None;
+        self.user_timeout_deadline = None;
+        self.time_wait_deadline = Some(now + self.profile.time_wait);
+        self.mini_socket = self.profile.is_linux();
+        self.set_state(State::TimeWait, trigger);
+    }
+
+    /// Linux's TIME_WAIT mini-socket: `tcp_timewait_state_process` (tcp_minisocks.c),
+    /// for substate TIME_WAIT and for an orphan's FIN_WAIT_2.
+    fn segment_in_timewait_sock(&mut self, now: Duration, seg: &Segment) {
+        let f = seg.flags;
+        let seq = seg.seq;
+        let end = seg.end();
+        if self.state == State::FinWait2 {
+            // "Just repeat all the checks of tcp_rcv_state_process()".
+            let wnd = self.rcv_wnd();
+            if !tcp_in_window(seq, end, self.rcv_nxt, self.rcv_nxt + wnd) {
+                self.ack_pending = true; // out of window: ACK (rate-limited in the kernel)
+                return;
+            }
+            if f.rst() {
+                self.delete_tcb(Trigger::Segment(SegmentKind::Rst));
+                return;
+            }
+            if f.syn() && seq.ge(self.rcv_nxt) {
+                self.answer_with_reset(seg);
+                self.delete_tcb(Trigger::Segment(SegmentKind::Syn));
+                return;
+            }
+            if !f.ack() || end.le(self.rcv_nxt) || end == seq {
+                return; // duplicate or pure ACK: nothing to do
+            }
+            if !f.fin() || end != self.rcv_nxt + 1 {
+                // "If new data arrive after half-duplex close, reset."
+                self.answer_with_reset(seg);
+                self.delete_tcb(Trigger::Segment(SegmentKind::DataAfterClose));
+                return;
+            }
+            // FIN arrived: enter true TIME_WAIT.
+            self.rcv_nxt = end;
+            self.peer_fin = true;
+            self.events.push_back(Event::PeerClosed);
+            self.ack_pending = true;
+            self.fin_wait_2_deadline = None;
+            self.enter_time_wait(now, Trigger::Segment(SegmentKind::Fin));
+            return;
+        }
+
+        // Real TIME_WAIT. In-window segment: only a bare ACK or an RST at RCV.NXT.
+        if seq == self.rcv_nxt && (seq == end || f.rst()) {
+            if f.rst() {
+                // "This is TIME_WAIT assassination, in two flavors." Killed unless
+                // tcp_rfc1337 is set.
+                if !self.profile.rfc1337 {
+                    self.delete_tcb(Trigger::Segment(SegmentKind::Rst));
+                }
+            } else {
+                self.time_wait_deadline = Some(now + self.profile.time_wait);
+            }
+            return;
+        }
+        // A new SYN with a higher sequence number: accept as a new incarnation if a listener
+        // exists (here: the connection was opened passively), ISN = tw_snd_nxt + 65537.
+        if f.syn() && !f.rst() && !f.ack() && seq.gt(self.rcv_nxt) {
+            if self.profile.accept_syn_in_time_wait && self.origin == Origin::Passive {
+                let mut isn = self.snd_nxt + self.profile.time_wait_isn_offset;
+                if isn == SeqNum(0) {
+                    isn += 1;
+                }
+                self.time_wait_deadline = None;
+                self.mini_socket = false;
+                self.accept_syn(now, seg, isn, Trigger::Segment(SegmentKind::Syn));
+                return;
+            }
+            // No listener: falls through to the ACK (tcp_v4_rcv, TCP_TW_SYN → TCP_TW_ACK).
+        }
+        if !f.rst() {
+            // "In this case we must reset the TIMEWAIT timer", except for an ACK-less SYN,
+            // which may be an old duplicate.
+            if f.ack() {
+                self.time_wait_deadline = Some(now + self.profile.time_wait);
+            }
+            self.ack_pending = true;
+        }
+        // An out-of-window RST is ignored.
+    }
+
+    // ----- helpers ----------------------------------------------------------------------
+
+    fn update_window(&mut self, seg: &Segment) {
+        // §3.10.7.4 fifth check: update the send window if the segment is newer.
+        if self.snd_wl1.lt(seg.seq) || (self.snd_wl1 == seg.seq && self.snd_wl2.le(seg.ack)) {
+            self.snd_wnd = seg.window;
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = seg.ack;
+            self.max_snd_wnd = self.max_snd_wnd.max(seg.window);
+        }
+    }
+
+    /// New data acknowledged: RTT sample (RFC 6298 §2, Karn), reset backoff, re-arm.
+    fn on_ack_progress(&mut self, now: Duration, ack: SeqNum) {
+        if let Some((seq, sent)) = self.rtx.sample {
+            if ack.ge(seq) {
+                let r = now.saturating_sub(sent);
+                match self.rtx.srtt {
+                    None => {
+                        self.rtx.srtt = Some(r);
+                        self.rtx.rttvar = r / 2;
+                    }
+                    Some(srtt) => {
+                        let diff = srtt.abs_diff(r);
+                        self.rtx.rttvar = self.rtx.rttvar * 3 / 4 + diff / 4;
+                        self.rtx.srtt = Some(srtt * 7 / 8 + r / 8);
+                    }
+                }
+                self.rtx.sample = None;
+            }
+        }
+        if let Some(srtt) = self.rtx.srtt {
+            self.rtx.rto = (srtt + self.rtx.rttvar * 4)
+                .max(self.profile.rto_min)
+                .min(self.profile.rto_max);
+        }
+        self.rtx.retries = 0;
+        if self.snd_una == self.snd_nxt {
+            self.stop_rtx();
+        } else {
+            self.rtx.deadline = Some(now + self.rtx.rto);
+            if let Some(ut) = self.profile.user_timeout {
+                self.user_timeout_deadline = Some(now + ut);
+            }
+        }
+    }
+
+    fn arm_rtx(&mut self, now: Duration) {
+        if self.rtx.deadline.is_none() {
+            self.rtx.deadline = Some(now + self.rtx.rto);
+        }
+        if self.rtx.sample.is_none() && self.rtx.retries == 0 {
+            self.rtx.sample = Some((self.snd_nxt, now));
+        }
+        if let Some(ut) = self.profile.user_timeout {
+            self.user_timeout_deadline.get_or_insert(now + ut);
+        }
+    }
+
+    fn stop_rtx(&mut self) {
+        self.rtx.deadline = None;
+        self.rtx.sample = None;
+        self.user_timeout_deadline = None;
+    }
+
+    /// Segmentize queued data and the FIN where the state allows; otherwise send a pending
+    /// ACK.
+    fn flush(&mut self, now: Duration) {
+        let can_send = matches!(
+            self.state,
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::LastAck
+                | State::Closing
+        ) || (self.state == State::SynReceived && self.fin_pending && self.unsent == 0);
+        let mut sent = false;
+        if can_send {
+            while self.unsent > 0 {
+                let len = self.unsent.min(self.profile.mss);
+                self.unsent -= len;
+                let mut flags = Flags::ACK | Flags::PSH;
+                let fin_now = self.fin_pending && self.unsent == 0;
+                if fin_now {
+                    flags |= Flags::FIN;
+                    self.fin_seq = Some(self.snd_nxt + len);
+                    self.fin_pending = false;
+                }
+                self.emit(self.snd_nxt, flags, len, false);
+                self.snd_nxt += len + u32::from(fin_now);
+                sent = true;
+            }
+            if self.fin_pending && self.unsent == 0 {
+                self.fin_seq = Some(self.snd_nxt);
+                self.fin_pending = false;
+                self.emit(self.snd_nxt, Flags::FIN | Flags::ACK, 0, false);
+                self.snd_nxt += 1;
+                sent = true;
+            }
+            if sent {
+                self.arm_rtx(now);
+            }
+        }
+        if self.ack_pending && !sent {
+            self.flush_ack_now();
+        }
+        self.ack_pending = false;
+    }
+
+    fn flush_ack_now(&mut self) {
+        if self.ack_pending && self.state != State::Closed && self.state != State::Listen {
+            self.emit(self.snd_nxt, Flags::ACK, 0, false);
+        }
+        self.ack_pending = false;
+    }
+
+    /// Build and queue a segment from this connection, ACKing RCV.NXT where ACK is set.
+    fn emit(&mut self, seq: SeqNum, flags: Flags, len: u32, retransmission: bool) {
+        let seg = Segment {
+            seq,
+            ack: if flags.ack() { self.rcv_nxt } else { SeqNum(0) },
+            flags,
+            len,
+            window: self.rcv_wnd(),
+        };
+        if flags.ack() {
+            self.ack_pending = false;
+        }
+        self.push_transmit(seg, retransmission);
+    }
+
+    fn push_transmit(&mut self, segment: Segment, retransmission: bool) {
+        self.transmits.push_back(Transmit {
+            segment,
+            retransmission,
+        });
+    }
+
+    /// RST from abort/close: `<SEQ=SND.NXT><CTL=RST>` (RFC), RST|ACK in Linux
+    /// (`tcp_send_active_reset`).
+    fn send_active_reset(&mut self) {
+        let flags = if self.profile.abort_rst_has_ack {
+            Flags::RST | Flags::ACK
+        } else {
+            Flags::RST
+        };
+        self.emit(self.snd_nxt, flags, 0, false);
+    }
+
+    /// A reset answering `seg` as if no connection existed (§3.10.7.1).
+    fn answer_with_reset(&mut self, seg: &Segment) {
+        if let Some(rst) = reset_for_unexpected(seg) {
+            self.push_transmit(rst, false);
+        }
+    }
+
+    fn set_state(&mut self, to: State, trigger: Trigger) {
+        let from = self.state;
+        if from == to {
+            return;
+        }
+        self.state = to;
+        self.events
+            .push_back(Event::StateChanged { from, to, trigger });
+    }
+
+    /// Delete the TCB: CLOSED, every timer stopped, queues flushed.
+    fn delete_tcb(&mut self, trigger: Trigger) {
+        self.stop_rtx();
+        self.time_wait_deadline = None;
+        self.fin_wait_2_deadline = None;
+        self.user_timeout_deadline = None;
+        self.mini_socket = false;
+        self.unsent = 0;
+        self.fin_pending = false;
+        self.ack_pending = false;
+        self.set_state(State::Closed, trigger);
+        self.events.push_back(Event::Closed);
+    }
+
+    fn back_to_listen(&mut self, trigger: Trigger) {
+        self.stop_rtx();
+        self.reset_tcb();
+        self.origin = Origin::Passive;
+        self.set_state(State::Listen, trigger);
+    }
+
+    /// Fresh sequence variables for a new incarnation (keeps profile, options, origin).
+    fn reset_tcb(&mut self) {
+        self.iss = self.next_iss;
+        self.snd_una = self.iss;
+        self.snd_nxt = self.iss;
+        self.snd_wnd = 0;
+        self.max_snd_wnd = 0;
+        self.unsent = 0;
+        self.fin_pending = false;
+        self.fin_seq = None;
+        self.rcv_nxt = SeqNum(0);
+        self.irs = SeqNum(0);
+        self.unread = 0;
+        self.peer_fin = false;
+        self.app_closed = false;
+        self.error = None;
+        self.rtx.rto = self.profile.rto_initial;
+        self.rtx.retries = 0;
+        self.rtx.srtt = None;
+        self.rtx.sample = None;
+        self.rtx.deadline = None;
+        self.time_wait_deadline = None;
+        self.fin_wait_2_deadline = None;
+        self.user_timeout_deadline = None;
+        self.mini_socket = false;
+    }
+}
+
+/// The reset a segment gets when it reaches no connection (RFC 9293 §3.10.7.1), or `None`
+/// for an arriving RST. With ACK: `<SEQ=SEG.ACK><CTL=RST>`; without:
+/// `<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>`.
+pub fn reset_for_unexpected(seg: &Segment) -> Option<Segment> {
+    if seg.flags.rst() {
+        return None;
+    }
+    Some(if seg.flags.ack() {
+        Segment::control(seg.ack, SeqNum(0), Flags::RST, 0)
+    } else {
+        Segment::control(SeqNum(0), seg.end(), Flags::RST | Flags::ACK, 0)
+    })
+}
+
+/// `tcp_in_window()` of tcp_minisocks.c: does [seq, end) touch [s_win, e_win]?
+fn tcp_in_window(seq: SeqNum, end: SeqNum, s_win: SeqNum, e_win: SeqNum) -> bool {
+    if seq == s_win {
+        return true;
+    }
+    if end.gt(s_win) && seq.lt(e_win) {
+        return true;
+    }
+    seq == e_win && seq == end
+}
