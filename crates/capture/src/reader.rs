@@ -1,0 +1,719 @@
+//! Streaming readers for pcap and pcapng files.
+//!
+//! One packet at a time from any `Read`, with one reusable buffer: memory does not grow with
+//! the file. pcap: microsecond and nanosecond magic numbers in both byte orders. pcapng: any
+//! number of sections (each with its own byte order) and interfaces (each with its own link
+//! type, `if_tsresol` and `if_tsoffset`); Enhanced, Simple and obsolete Packet Blocks carry
+//! packets, every other block type is skipped.
+
+use crate::CaptureError;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+
+/// Largest record or block accepted. Real snap lengths stop at 256 KiB; anything larger
+/// than this is a corrupt length field, and refusing it keeps a garbage file from making us
+/// allocate gigabytes.
+const MAX_RECORD: u64 = 16 * 1024 * 1024;
+
+/// A link-layer header type (tcpdump.org LINKTYPE_ values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LinkType(pub u32);
+
+impl LinkType {
+    /// BSD loopback: 4-byte address family in the capturing host's byte order.
+    pub const NULL: LinkType = LinkType(0);
+    /// Ethernet.
+    pub const ETHERNET: LinkType = LinkType(1);
+    /// Raw IP (DLT_RAW on most systems).
+    pub const RAW: LinkType = LinkType(101);
+    /// OpenBSD loopback: 4-byte address family in network byte order.
+    pub const LOOP: LinkType = LinkType(108);
+    /// Linux "cooked" capture v1.
+    pub const LINUX_SLL: LinkType = LinkType(113);
+    /// Raw IPv4.
+    pub const IPV4: LinkType = LinkType(228);
+    /// Raw IPv6.
+    pub const IPV6: LinkType = LinkType(229);
+    /// Linux "cooked" capture v2.
+    pub const LINUX_SLL2: LinkType = LinkType(276);
+}
+
+/// Which file format is being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Classic libpcap format.
+    Pcap {
+        /// Timestamps in nanoseconds (magic a1b23c4d) rather than microseconds.
+        nanos: bool,
+        /// Fields are big-endian.
+        big_endian: bool,
+    },
+    /// pcapng.
+    Pcapng,
+}
+
+/// One captured packet, borrowed from the reader's buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Packet<'a> {
+    /// Capture time, nanoseconds since the Unix epoch (pcapng `if_tsoffset` applied).
+    pub ts_ns: i64,
+    /// Link-layer header type of the interface it was captured on.
+    pub link: LinkType,
+    /// The captured bytes (possibly fewer than `orig_len`).
+    pub data: &'a [u8],
+    /// The packet's length on the wire.
+    pub orig_len: u32,
+    /// Byte offset of the record or block in the file.
+    pub offset: u64,
+    /// pcapng interface id (0 for pcap).
+    pub interface: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Interface {
+    link: LinkType,
+    /// `if_tsresol`: units per second are 10^n (binary false) or 2^n (binary true).
+    tsresol: u8,
+    binary: bool,
+    /// `if_tsoffset` in seconds.
+    tsoffset: i64,
+}
+
+impl Interface {
+    /// Timestamp units to nanoseconds, in 128-bit arithmetic so no resolution overflows.
+    fn to_ns(&self, units: u64) -> i64 {
+        let units = units as i128;
+        let ns: i128 = if self.binary {
+            let shift = u32::from(self.tsresol.min(120));
+            (units * 1_000_000_000) >> shift
+        } else if self.tsresol <= 9 {
+            units * 10i128.pow(9 - u32::from(self.tsresol))
+        } else {
+            units / 10i128.pow(u32::from(self.tsresol.min(38)) - 9)
+        };
+        let ns = ns + i128::from(self.tsoffset) * 1_000_000_000;
+        ns.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+    }
+}
+
+/// A streaming pcap/pcapng reader.
+pub struct CaptureReader<R: Read> {
+    inner: R,
+    /// Offset of the next unread byte.
+    offset: u64,
+    format: Format,
+    /// pcap: the file's link type.
+    pcap_link: LinkType,
+    /// pcapng: the current section's byte order and interfaces.
+    big_endian: bool,
+    interfaces: Vec<Interface>,
+    buf: Vec<u8>,
+    /// pcapng: the 8 header bytes of the next block when already read (after the SHB probe).
+    pending_header: Option<[u8; 8]>,
+}
+
+impl CaptureReader<BufReader<File>> {
+    /// Open a file by path.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, CaptureError> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|source| CaptureError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        CaptureReader::new(BufReader::with_capacity(1 << 20, file))
+    }
+}
+
+fn u16_at(b: &[u8], at: usize, be: bool) -> u16 {
+    let v = [b[at], b[at + 1]];
+    if be {
+        u16::from_be_bytes(v)
+    } else {
+        u16::from_le_bytes(v)
+    }
+}
+
+fn u32_at(b: &[u8], at: usize, be: bool) -> u32 {
+    let v = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+    if be {
+        u32::from_be_bytes(v)
+    } else {
+        u32::from_le_bytes(v)
+    }
+}
+
+impl<R: Read> CaptureReader<R> {
+    /// Start reading: detects pcap or pcapng from the first bytes.
+    pub fn new(mut inner: R) -> Result<Self, CaptureError> {
+        let mut head = [0u8; 24];
+        let got = read_full(&mut inner, &mut head[..4], 0)?;
+        if got < 4 {
+            return Err(CaptureError::Truncated {
+                offset: 0,
+                what: "file header",
+                needed: 4,
+                available: got as u64,
+            });
+        }
+        let magic = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let mut reader = CaptureReader {
+            inner,
+            offset: 4,
+            format: Format::Pcapng,
+            pcap_link: LinkType::ETHERNET,
+            big_endian: false,
+            interfaces: Vec::new(),
+            buf: Vec::with_capacity(65536),
+            pending_header: None,
+        };
+        let pcap = match magic {
+            0xa1b2_c3d4 => Some((false, true)),
+            0xd4c3_b2a1 => Some((false, false)),
+            0xa1b2_3c4d => Some((true, true)),
+            0x4d3c_b2a1 => Some((true, false)),
+            _ => None,
+        };
+        if let Some((nanos, big_endian)) = pcap {
+            let got = read_full(&mut reader.inner, &mut head[4..24], 4)?;
+            if got < 20 {
+                return Err(CaptureError::Truncated {
+                    offset: 0,
+                    what: "pcap file header",
+                    needed: 24,
+                    available: 4 + got as u64,
+                });
+            }
+            reader.offset = 24;
+            reader.format = Format::Pcap { nanos, big_endian };
+            reader.big_endian = big_endian;
+            // The link type is the low 28 bits; the top bits may carry FCS information.
+            reader.pcap_link = LinkType(u32_at(&head, 20, big_endian) & 0x0fff_ffff);
+            return Ok(reader);
+        }
+        if magic == 0x0a0d_0d0a {
+            // The SHB's total length cannot be read before its byte-order magic, so the
+            // first block is read by `next_packet` like any other once the header is known.
+            let mut rest = [0u8; 8];
+            let got = read_full(&mut reader.inner, &mut rest[..4], 4)?;
+            if got < 4 {
+                return Err(CaptureError::Truncated {
+                    offset: 0,
+                    what: "pcapng section header",
+                    needed: 12,
+                    available: 4 + got as u64,
+                });
+            }
+            rest.copy_within(0..4, 4);
+            rest[..4].copy_from_slice(&head[..4]);
+            reader.offset = 8;
+            reader.pending_header = Some(rest);
+            return Ok(reader);
+        }
+        Err(CaptureError::UnknownFormat { magic })
+    }
+
+    /// The detected file format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Byte offset of the next unread byte.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The next packet, `Ok(None)` at a clean end of file.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, CaptureError> {
+        match self.format {
+            Format::Pcap { nanos, big_endian } => self.next_pcap(nanos, big_endian),
+            Format::Pcapng => self.next_pcapng(),
+        }
+    }
+
+    fn next_pcap(&mut self, nanos: bool, be: bool) -> Result<Option<Packet<'_>>, CaptureError> {
+        let start = self.offset;
+        let mut hdr = [0u8; 16];
+        let got = read_full(&mut self.inner, &mut hdr, start)?;
+        if got == 0 {
+            return Ok(None);
+        }
+        if got < 16 {
+            return Err(CaptureError::Truncated {
+                offset: start,
+                what: "pcap record header",
+                needed: 16,
+                available: got as u64,
+            });
+        }
+        self.offset += 16;
+        let secs = u32_at(&hdr, 0, be);
+        let frac = u32_at(&hdr, 4, be);
+        let incl = u32_at(&hdr, 8, be);
+        let orig = u32_at(&hdr, 12, be);
+        if u64::from(incl) > MAX_RECORD {
+            return Err(CaptureError::AbsurdLength {
+                offset: start,
+                what: "pcap captured length",
+                value: u64::from(incl),
+            });
+        }
+        self.fill_buf(incl as usize, start, "pcap packet data", 16)?;
+        let frac_ns = if nanos {
+            i64::from(frac)
+        } else {
+            i64::from(frac) * 1000
+        };
+        Ok(Some(Packet {
+            ts_ns: i64::from(secs) * 1_000_000_000 + frac_ns,
+            link: self.pcap_link,
+            data: &self.buf,
+            orig_len: orig,
+            offset: start,
+            interface: 0,
+        }))
+    }
+
+    /// Read exactly `n` bytes into `self.buf`; `already` bytes of the item were read before.
+    fn fill_buf(
+        &mut self,
+        n: usize,
+        item_start: u64,
+        what: &'static str,
+        already: u64,
+    ) -> Result<(), CaptureError> {
+        self.buf.resize(n, 0);
+        let got = read_full(&mut self.inner, &mut self.buf, self.offset)?;
+        if got < n {
+            return Err(CaptureError::Truncated {
+                offset: item_start,
+                what,
+                needed: already + n as u64,
+                available: already + got as u64,
+            });
+        }
+        self.offset += n as u64;
+        Ok(())
+    }
+
+    fn next_pcapng(&mut self) -> Result<Option<Packet<'_>>, CaptureError> {
+        loop {
+            let start = self.offset - if self.pending_header.is_some() { 8 } else { 0 };
+            let header = match self.pending_header.take() {
+                Some(h) => h,
+                None => {
+                    let mut h = [0u8; 8];
+                    let got = read_full(&mut self.inner, &mut h, start)?;
+                    if got == 0 {
+                        return Ok(None);
+                    }
+                    if got < 8 {
+                        return Err(CaptureError::Truncated {
+                            offset: start,
+                            what: "pcapng block header",
+                            needed: 8,
+                            available: got as u64,
+                        });
+                    }
+                    self.offset += 8;
+                    h
+                }
+            };
+            let raw_type = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+            if raw_type == 0x0a0d_0d0a {
+                // Section Header Block: the byte-order magic decides this section's order.
+                let mut bom = [0u8; 4];
+                let got = read_full(&mut self.inner, &mut bom, self.offset)?;
+                if got < 4 {
+                    return Err(CaptureError::Truncated {
+                        offset: start,
+                        what: "pcapng section header",
+                        needed: 12,
+                        available: 8 + got as u64,
+                    });
+                }
+                self.offset += 4;
+                self.big_endian = match u32::from_be_bytes(bom) {
+                    0x1a2b_3c4d => true,
+                    0x4d3c_2b1a => false,
+                    other => {
+                        return Err(CaptureError::Malformed {
+                            offset: start,
+                            reason: format!("unknown byte-order magic {other:#010x}"),
+                        })
+                    }
+                };
+                let total = u64::from(u32_at(&header, 4, self.big_endian));
+                if !(28..=MAX_RECORD).contains(&total) {
+                    return Err(CaptureError::AbsurdLength {
+                        offset: start,
+                        what: "pcapng section header length",
+                        value: total,
+                    });
+                }
+                // A new section resets the interface list (pcapng §4.1).
+                self.interfaces.clear();
+                self.fill_buf((total - 12) as usize, start, "pcapng section header", 12)?;
+                continue;
+            }
+            let be = self.big_endian;
+            let block_type = u32_at(&header, 0, be);
+            let total = u64::from(u32_at(&header, 4, be));
+            if !(12..=MAX_RECORD).contains(&total) {
+                return Err(CaptureError::AbsurdLength {
+                    offset: start,
+                    what: "pcapng block length",
+                    value: total,
+                });
+            }
+            self.fill_buf((total - 8) as usize, start, "pcapng block", 8)?;
+            // Body without the trailing copy of the total length.
+            let body_len = (total - 12) as usize;
+            match block_type {
+                1 => {
+                    let iface = self.parse_idb(body_len, start)?;
+                    self.interfaces.push(iface);
+                }
+                6 | 2 => {
+                    // Enhanced Packet Block (6), obsolete Packet Block (2): same layout
+                    // except the interface id width.
+                    if body_len < 20 {
+                        return Err(CaptureError::Malformed {
+                            offset: start,
+                            reason: format!("packet block body of {body_len} bytes, need 20"),
+                        });
+                    }
+                    let b = &self.buf;
+                    let if_id = if block_type == 6 {
+                        u32_at(b, 0, be)
+                    } else {
+                        u32::from(u16_at(b, 0, be))
+                    };
+                    let ts = (u64::from(u32_at(b, 4, be)) << 32) | u64::from(u32_at(b, 8, be));
+                    let caplen = u32_at(b, 12, be) as usize;
+                    let orig = u32_at(b, 16, be);
+                    if caplen > body_len - 20 {
+                        return Err(CaptureError::Malformed {
+                            offset: start,
+                            reason: format!(
+                                "captured length {caplen} exceeds the block's {} data bytes",
+                                body_len - 20
+                            ),
+                        });
+                    }
+                    let iface =
+                        *self
+                            .interfaces
+                            .get(if_id as usize)
+                            .ok_or_else(|| CaptureError::Malformed {
+                                offset: start,
+                                reason: format!(
+                                    "packet on interface {if_id}, but the section describes {}",
+                                    self.interfaces.len()
+                                ),
+                            })?;
+                    return Ok(Some(Packet {
+                        ts_ns: iface.to_ns(ts),
+                        link: iface.link,
+                        data: &self.buf[20..20 + caplen],
+                        orig_len: orig,
+                        offset: start,
+                        interface: if_id,
+                    }));
+                }
+                3 => {
+                    // Simple Packet Block: interface 0, no timestamp.
+                    if body_len < 4 {
+                        return Err(CaptureError::Malformed {
+                            offset: start,
+                            reason: "simple packet block without its length field".into(),
+                        });
+                    }
+                    let orig = u32_at(&self.buf, 0, be);
+                    let iface =
+                        *self
+                            .interfaces
+                            .first()
+                            .ok_or_else(|| CaptureError::Malformed {
+                                offset: start,
+                                reason: "simple packet block before any interface".into(),
+                            })?;
+                    let caplen = (orig as usize).min(body_len - 4);
+                    return Ok(Some(Packet {
+                        ts_ns: 0,
+                        link: iface.link,
+                        data: &self.buf[4..4 + caplen],
+                        orig_len: orig,
+                        offset: start,
+                        interface: 0,
+                    }));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn parse_idb(&self, body_len: usize, start: u64) -> Result<Interface, CaptureError> {
+        let be = self.big_endian;
+        if body_len < 8 {
+            return Err(CaptureError::Malformed {
+                offset: start,
+                reason: format!("interface description body of {body_len} bytes, need 8"),
+            });
+        }
+        let b = &self.buf[..body_len];
+        let mut iface = Interface {
+            link: LinkType(u32::from(u16_at(b, 0, be))),
+            tsresol: 6,
+            binary: false,
+            tsoffset: 0,
+        };
+        // Options: code u16, length u16, value padded to 4 bytes.
+        let mut at = 8;
+        while at + 4 <= b.len() {
+            let code = u16_at(b, at, be);
+            let len = usize::from(u16_at(b, at + 2, be));
+            let value_at = at + 4;
+            if value_at + len > b.len() {
+                break; // a damaged option list: keep what was read
+            }
+            match code {
+                0 => break,
+                9 if len >= 1 => {
+                    iface.binary = b[value_at] & 0x80 != 0;
+                    iface.tsresol = b[value_at] & 0x7f;
+                }
+                14 if len >= 8 => {
+                    let v = [
+                        b[value_at],
+                        b[value_at + 1],
+                        b[value_at + 2],
+                        b[value_at + 3],
+                        b[value_at + 4],
+                        b[value_at + 5],
+                        b[value_at + 6],
+                        b[value_at + 7],
+                    ];
+                    iface.tsoffset = if be {
+                        i64::from_be_bytes(v)
+                    } else {
+                        i64::from_le_bytes(v)
+                    };
+                }
+                _ => {}
+            }
+            at = value_at + len.div_ceil(4) * 4;
+        }
+        Ok(iface)
+    }
+}
+
+/// Read until `buf` is full or EOF; returns the number of bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8], offset: u64) -> Result<usize, CaptureError> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(CaptureError::Io {
+                    offset: offset + got as u64,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pcap_file(magic: u32, be: bool, link: u32, records: &[(u32, u32, &[u8])]) -> Vec<u8> {
+        let w32 = |v: u32| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+        let w16 = |v: u16| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+        let mut f = Vec::new();
+        f.extend(w32(magic));
+        f.extend(w16(2));
+        f.extend(w16(4));
+        f.extend(w32(0));
+        f.extend(w32(0));
+        f.extend(w32(65535));
+        f.extend(w32(link));
+        for (s, frac, data) in records {
+            f.extend(w32(*s));
+            f.extend(w32(*frac));
+            f.extend(w32(data.len() as u32));
+            f.extend(w32(data.len() as u32));
+            f.extend_from_slice(data);
+        }
+        f
+    }
+
+    #[test]
+    fn pcap_micro_and_nano_in_both_byte_orders() {
+        for (magic, nanos) in [(0xa1b2c3d4u32, false), (0xa1b23c4d, true)] {
+            for be in [false, true] {
+                let f = pcap_file(magic, be, 101, &[(10, 500, b"abc"), (11, 7, b"")]);
+                let mut r = CaptureReader::new(&f[..]).unwrap();
+                assert_eq!(r.format(), Format::Pcap { nanos, big_endian: be });
+                let p = r.next_packet().unwrap().unwrap();
+                let frac = if nanos { 500 } else { 500_000 };
+                assert_eq!(p.ts_ns, 10_000_000_000 + frac);
+                assert_eq!(p.data, b"abc");
+                assert_eq!(p.link, LinkType::RAW);
+                assert_eq!(p.offset, 24);
+                let p = r.next_packet().unwrap().unwrap();
+                assert_eq!(p.offset, 24 + 16 + 3);
+                assert!(r.next_packet().unwrap().is_none());
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_record_names_its_offset() {
+        let mut f = pcap_file(0xa1b2c3d4, false, 1, &[(1, 0, b"abcdef")]);
+        f.truncate(f.len() - 2);
+        let mut r = CaptureReader::new(&f[..]).unwrap();
+        let err = r.next_packet().unwrap_err();
+        assert!(
+            matches!(err, CaptureError::Truncated { offset: 24, needed: 22, available: 20, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("offset 24"));
+    }
+
+    #[test]
+    fn absurd_length_is_refused() {
+        let mut f = pcap_file(0xa1b2c3d4, false, 1, &[]);
+        f.extend(1u32.to_le_bytes());
+        f.extend(0u32.to_le_bytes());
+        f.extend(0x7fff_ffffu32.to_le_bytes());
+        f.extend(0x7fff_ffffu32.to_le_bytes());
+        let err = CaptureReader::new(&f[..])
+            .unwrap()
+            .next_packet()
+            .unwrap_err();
+        assert!(matches!(err, CaptureError::AbsurdLength { offset: 24, .. }), "{err}");
+    }
+
+    #[test]
+    fn unknown_magic() {
+        let err = CaptureReader::new(&b"GIF89a......"[..]).err().unwrap();
+        assert!(matches!(err, CaptureError::UnknownFormat { .. }));
+    }
+
+    /// Build a pcapng block.
+    fn block(be: bool, ty: u32, body: &[u8]) -> Vec<u8> {
+        let w32 = |v: u32| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+        let mut body = body.to_vec();
+        while body.len() % 4 != 0 {
+            body.push(0);
+        }
+        let total = body.len() as u32 + 12;
+        let mut b = Vec::new();
+        b.extend(w32(ty));
+        b.extend(w32(total));
+        b.extend(body);
+        b.extend(w32(total));
+        b
+    }
+
+    fn shb(be: bool) -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend(if be {
+            0x1a2b3c4du32.to_be_bytes()
+        } else {
+            0x1a2b3c4du32.to_le_bytes()
+        });
+        body.extend([0, 1, 0, 0]); // version (value irrelevant here)
+        body.extend((-1i64).to_le_bytes());
+        block(be, 0x0a0d0d0a, &body)
+    }
+
+    fn idb(be: bool, link: u16, opts: &[(u16, Vec<u8>)]) -> Vec<u8> {
+        let w16 = |v: u16| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+        let mut body = Vec::new();
+        body.extend(w16(link));
+        body.extend([0, 0]);
+        body.extend(if be {
+            65535u32.to_be_bytes()
+        } else {
+            65535u32.to_le_bytes()
+        });
+        for (code, v) in opts {
+            body.extend(w16(*code));
+            body.extend(w16(v.len() as u16));
+            let mut v = v.clone();
+            while v.len() % 4 != 0 {
+                v.push(0);
+            }
+            body.extend(v);
+        }
+        body.extend([0, 0, 0, 0]);
+        block(be, 1, &body)
+    }
+
+    fn epb(be: bool, iface: u32, ts: u64, data: &[u8]) -> Vec<u8> {
+        let w32 = |v: u32| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+        let mut body = Vec::new();
+        body.extend(w32(iface));
+        body.extend(w32((ts >> 32) as u32));
+        body.extend(w32(ts as u32));
+        body.extend(w32(data.len() as u32));
+        body.extend(w32(data.len() as u32));
+        body.extend_from_slice(data);
+        block(be, 6, &body)
+    }
+
+    #[test]
+    fn pcapng_interfaces_resolution_offset_and_sections() {
+        for be in [false, true] {
+            let mut f = shb(be);
+            f.extend(idb(be, 1, &[]));
+            // ns resolution, +100 s offset
+            let off = if be {
+                100i64.to_be_bytes()
+            } else {
+                100i64.to_le_bytes()
+            };
+            f.extend(idb(be, 113, &[(9, vec![9]), (14, off.to_vec())]));
+            // 2^-10 resolution
+            f.extend(idb(be, 101, &[(9, vec![0x80 | 10])]));
+            f.extend(block(be, 5, b"statistics")); // skipped
+            f.extend(epb(be, 0, 1_500_000, b"e"));
+            f.extend(epb(be, 1, 2_000_000_007, b"sll"));
+            f.extend(epb(be, 2, 3 * 1024 + 512, b"raw"));
+            // A new section resets the interfaces; the other byte order this time.
+            f.extend(shb(!be));
+            f.extend(idb(!be, 229, &[]));
+            f.extend(epb(!be, 0, 5, b"v6"));
+            let mut r = CaptureReader::new(&f[..]).unwrap();
+            let p = r.next_packet().unwrap().unwrap();
+            assert_eq!((p.link, p.ts_ns, p.data), (LinkType::ETHERNET, 1_500_000_000, &b"e"[..]));
+            let p = r.next_packet().unwrap().unwrap();
+            assert_eq!(p.link, LinkType::LINUX_SLL);
+            assert_eq!(p.ts_ns, 102_000_000_007);
+            assert_eq!(p.interface, 1);
+            let p = r.next_packet().unwrap().unwrap();
+            assert_eq!(p.ts_ns, 3_500_000_000);
+            let p = r.next_packet().unwrap().unwrap();
+            assert_eq!((p.link, p.ts_ns, p.data), (LinkType::IPV6, 5_000, &b"v6"[..]));
+            assert!(r.next_packet().unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn pcapng_packet_on_undeclared_interface_is_an_error() {
+        let mut f = shb(false);
+        f.extend(epb(false, 3, 0, b"x"));
+        let err = CaptureReader::new(&f[..])
+            .unwrap()
+            .next_packet()
+            .unwrap_err();
+        assert!(matches!(err, CaptureError::Malformed { offset: 28, .. }), "{err}");
+    }
+}

@@ -1,0 +1,398 @@
+//! Both endpoints' RFC 9293 states, reconstructed by driving one `tcpstate_fsm::Connection`
+//! per endpoint with what that endpoint is seen to send and receive (DESIGN.md principle 1:
+//! no second state tracker here).
+//!
+//! What an endpoint sends becomes a user call on its machine (SYN → `open_active`, SYN+ACK →
+//! `open_passive` then the peer's SYN, data → `send`, FIN → `shutdown_write`, RST →
+//! `abort`); what its peer sends is fed to `handle_segment` at the capture time. The capture
+//! point sits somewhere between the two hosts, so every time is the time the packet passed
+//! the capture point: exact on loopback, an estimate elsewhere, and the output says so.
+//! Retransmissions are recorded, not fed (the machine's own timers are not run: the capture
+//! shows what the real timers did). A packet the machine refuses, or a segment the machine
+//! would not have sent, becomes an anomaly note, and reconstruction continues.
+//!
+//! Only control segments (SYN, FIN, RST) and transitions are kept in the timeline; data and
+//! pure ACKs are counted. Memory per connection is therefore bounded by its control traffic.
+
+use crate::decode::TcpSegment;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tcpstate_fsm::{
+    Connection, Event, Flags, Profile, Segment, SeqNum, Side, State, StepKind, Timeline,
+};
+
+/// What one endpoint did, as observed.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointFacts {
+    /// SYNs (or SYN+ACKs) sent, including retransmissions.
+    pub syns: u32,
+    /// Retransmitted SYNs (same ISN again).
+    pub syn_retransmissions: u32,
+    /// FINs sent, including retransmissions.
+    pub fins: u32,
+    /// Retransmitted FINs (same sequence number again).
+    pub fin_retransmissions: u32,
+    /// First FIN sent at (since the connection's first packet).
+    pub first_fin_at: Option<Duration>,
+    /// First RST sent at, and the sender's state then (per its machine, when driven).
+    pub rst: Option<(Duration, Option<State>)>,
+    /// Segments sent.
+    pub segments: u64,
+    /// Payload octets sent (retransmissions included).
+    pub payload: u64,
+    /// FINs this endpoint sent while its machine was already in TIME_WAIT... (counted on the
+    /// peer: a FIN retransmitted to a TIME_WAIT endpoint is evidence its final ACK was lost).
+    pub fin_received_in_time_wait: u32,
+}
+
+/// One endpoint's reconstruction.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    addr: SocketAddr,
+    machine: Option<Connection>,
+    /// The peer's SYN, kept until this endpoint's SYN+ACK shows its ISN.
+    pending_syn: Option<(Duration, Segment)>,
+    isn: Option<u32>,
+    fin_seq: Option<u32>,
+    facts: EndpointFacts,
+    /// Set when the machine could not be started (mid-stream capture).
+    undriven_noted: bool,
+}
+
+/// Per-connection RFC reconstruction in progress.
+#[derive(Debug, Clone)]
+pub struct RfcView {
+    ep: [Endpoint; 2],
+    /// Steps of both endpoints, endpoint index as `Side::A` = 0 until `finish` maps roles.
+    steps: Vec<(Duration, usize, StepKind)>,
+    next_id: u64,
+    anomalies: u32,
+    /// Tracker bookkeeping: the idle timer for closed connections is armed.
+    pub(crate) idle_timer_armed: bool,
+}
+
+/// The finished reconstruction of a connection.
+#[derive(Debug, Clone)]
+pub struct RfcReport {
+    /// Both endpoints' timeline; `Side::A` is the originator.
+    pub timeline: Timeline,
+    /// Facts per side, `[A, B]`.
+    pub facts: [EndpointFacts; 2],
+    /// Final state per side per its machine (`None` when the machine could not be driven,
+    /// e.g. the capture started mid-connection).
+    pub final_state: [Option<State>; 2],
+    /// Which side sent the first FIN.
+    pub closed_first: Option<Side>,
+    /// Both FINs crossed: the second FIN did not acknowledge the first.
+    pub simultaneous_close: bool,
+    /// Which sides' machines reached TIME_WAIT.
+    pub time_wait: [bool; 2],
+    /// How long each side sat in CLOSE_WAIT (its machine's entry to its exit, or to the end
+    /// of the capture when it never left).
+    pub close_wait: [Option<Duration>; 2],
+    /// A side still in CLOSE_WAIT at the end of the capture.
+    pub close_wait_open: [bool; 2],
+    /// A RST: who sent it first and in which state.
+    pub reset: Option<(Side, Option<State>)>,
+    /// One side closed or vanished while the other never answered (only one direction
+    /// seen, or the peer went silent).
+    pub half_open: bool,
+    /// Notes where the packets contradicted the machine.
+    pub anomalies: u32,
+}
+
+fn segment_of(seg: &TcpSegment) -> Segment {
+    Segment {
+        seq: SeqNum(seg.seq),
+        ack: SeqNum(seg.ack),
+        flags: seg.flags,
+        len: seg.payload_len,
+        window: u32::from(seg.window),
+    }
+}
+
+impl RfcView {
+    /// A connection whose first packet went from `a` to `b`.
+    pub fn new(a: SocketAddr, b: SocketAddr) -> RfcView {
+        let ep = |addr| Endpoint {
+            addr,
+            machine: None,
+            pending_syn: None,
+            isn: None,
+            fin_seq: None,
+            facts: EndpointFacts::default(),
+            undriven_noted: false,
+        };
+        RfcView {
+            ep: [ep(a), ep(b)],
+            steps: Vec::new(),
+            next_id: 0,
+            anomalies: 0,
+            idle_timer_armed: false,
+        }
+    }
+
+    fn note(&mut self, at: Duration, side: usize, text: String) {
+        self.anomalies += 1;
+        self.steps.push((at, side, StepKind::Note(text)));
+    }
+
+    /// Drain a machine's events into transitions; read what became readable (the capture
+    /// cannot see reads; assuming the application reads keeps Linux's close-with-unread-data
+    /// RST from firing on data nobody could see unread).
+    fn drain(&mut self, side: usize, at: Duration) {
+        let Some(m) = self.ep[side].machine.as_mut() else {
+            return;
+        };
+        while m.poll_transmit(at).is_some() {}
+        let mut steps = Vec::new();
+        while let Some(ev) = m.poll_event() {
+            match ev {
+                Event::StateChanged { from, to, trigger } => {
+                    steps.push((at, side, StepKind::Transition { from, to, trigger }))
+                }
+                Event::Readable(n) => {
+                    let _ = m.read(n);
+                }
+                _ => {}
+            }
+        }
+        self.steps.extend(steps);
+    }
+
+    /// One observed segment at `at` (since the connection's first packet) from endpoint `i`.
+    pub fn segment(&mut self, at_ns: i64, i: usize, seg: &TcpSegment) {
+        let at = Duration::from_nanos(at_ns.max(0) as u64);
+        let s = segment_of(seg);
+        let f = seg.flags;
+        let peer = i ^ 1;
+        let e = &mut self.ep[i];
+        e.facts.segments += 1;
+        e.facts.payload += u64::from(seg.payload_len);
+
+        // Classify retransmissions of control segments.
+        let mut retransmission = false;
+        if f.syn() {
+            e.facts.syns += 1;
+            if e.isn == Some(seg.seq) {
+                e.facts.syn_retransmissions += 1;
+                retransmission = true;
+            }
+            e.isn = Some(seg.seq);
+        }
+        if f.fin() {
+            let fin_at = seg.seq.wrapping_add(seg.payload_len);
+            e.facts.fins += 1;
+            if e.fin_seq == Some(fin_at) {
+                e.facts.fin_retransmissions += 1;
+                retransmission = true;
+            }
+            e.fin_seq.get_or_insert(fin_at);
+            e.facts.first_fin_at.get_or_insert(at);
+        }
+        let state_before = e.machine.as_ref().map(|m| m.state());
+        if f.rst() && e.facts.rst.is_none() {
+            e.facts.rst = Some((at, state_before));
+        }
+        if f.syn() || f.fin() || f.rst() {
+            self.next_id += 1;
+            self.steps.push((
+                at,
+                i,
+                StepKind::Sent {
+                    id: self.next_id,
+                    segment: s,
+                    lost: false,
+                    retransmission,
+                },
+            ));
+            self.steps.push((
+                at,
+                peer,
+                StepKind::Received {
+                    id: Some(self.next_id),
+                    segment: s,
+                },
+            ));
+        }
+        if !retransmission {
+            self.drive_sender(at, i, &s);
+        }
+        if self.ep[peer].machine.as_ref().map(|m| m.state()) == Some(State::TimeWait) && f.fin() {
+            self.ep[peer].facts.fin_received_in_time_wait += 1;
+        }
+        self.drive_receiver(at, peer, &s);
+    }
+
+    /// Make endpoint `i`'s machine send what it was seen sending.
+    fn drive_sender(&mut self, at: Duration, i: usize, s: &Segment) {
+        let f = s.flags;
+        if self.ep[i].machine.is_none() {
+            if f.syn() && !f.ack() {
+                let mut m = Connection::new(Profile::linux(), s.seq);
+                let _ = m.open_active(at);
+                self.ep[i].machine = Some(m);
+                self.drain(i, at);
+                return;
+            }
+            if f.syn() && f.ack() {
+                let mut m = Connection::new(Profile::linux(), s.seq);
+                let _ = m.open_passive();
+                self.ep[i].machine = Some(m);
+                let pending = self.ep[i].pending_syn.take();
+                match pending {
+                    Some((syn_at, syn)) => {
+                        self.drain(i, syn_at);
+                        if let Some(m) = self.ep[i].machine.as_mut() {
+                            m.handle_segment(syn_at, syn);
+                        }
+                        self.drain(i, syn_at);
+                    }
+                    None => {
+                        self.drain(i, at);
+                        self.note(
+                            at,
+                            i,
+                            "SYN+ACK without a captured SYN: the peer's SYN is assumed at this time"
+                                .into(),
+                        );
+                        let syn = Segment::control(s.ack - 1, SeqNum(0), Flags::SYN, s.window);
+                        if let Some(m) = self.ep[i].machine.as_mut() {
+                            m.handle_segment(at, syn);
+                        }
+                        self.drain(i, at);
+                    }
+                }
+                return;
+            }
+            if !self.ep[i].undriven_noted {
+                self.ep[i].undriven_noted = true;
+                let text = if f.rst() {
+                    "RST from an endpoint with no handshake seen (no listener, or the capture \
+                     started mid-connection): its state is not reconstructed"
+                } else {
+                    "capture starts mid-connection for this endpoint: no handshake seen, so its \
+                     state is not reconstructed (ESTABLISHED is likely but not shown)"
+                };
+                self.steps.push((at, i, StepKind::Note(text.into())));
+            }
+            return;
+        }
+        let state = self.ep[i].machine.as_ref().map(|m| m.state());
+        let m = self.ep[i].machine.as_mut().expect("checked above");
+        let mut problem = None;
+        if f.rst() {
+            if let Err(e) = m.abort(at) {
+                problem = Some(format!("RST sent in {state:?}: the machine refuses abort ({e})"));
+            }
+        } else {
+            if s.len > 0 && !f.syn() {
+                if let Err(e) = m.send(at, s.len) {
+                    problem = Some(format!(
+                        "{} bytes sent in {} where the machine refuses SEND ({e})",
+                        s.len,
+                        state.map_or("?", State::name)
+                    ));
+                }
+            }
+            if f.fin() {
+                if let Err(e) = m.shutdown_write(at) {
+                    problem = Some(format!(
+                        "FIN sent in {} where the machine refuses to close ({e})",
+                        state.map_or("?", State::name)
+                    ));
+                }
+            }
+            if f.syn() && !matches!(state, Some(State::SynSent | State::SynReceived)) {
+                problem = Some(format!(
+                    "SYN sent in {}: contradicts the machine",
+                    state.map_or("?", State::name)
+                ));
+            }
+        }
+        self.drain(i, at);
+        if let Some(p) = problem {
+            self.note(at, i, p);
+        }
+    }
+
+    /// Feed endpoint `r` what its peer sent.
+    fn drive_receiver(&mut self, at: Duration, r: usize, s: &Segment) {
+        if self.ep[r].machine.is_none() {
+            if s.flags.syn() && !s.flags.ack() {
+                // A passive opener's machine starts when its SYN+ACK shows its ISN.
+                self.ep[r].pending_syn = Some((at, *s));
+            }
+            return;
+        }
+        let m = self.ep[r].machine.as_mut().expect("checked above");
+        m.handle_segment(at, *s);
+        self.drain(r, at);
+    }
+
+    /// Finish: `orig` is the originator's endpoint index (Side::A); `end` the time of the
+    /// last packet.
+    pub fn finish(mut self, orig: usize, end: Duration) -> RfcReport {
+        let side = |i: usize| if i == orig { Side::A } else { Side::B };
+        let mut timeline = Timeline::new(
+            format!("{} → {}", self.ep[orig].addr, self.ep[orig ^ 1].addr),
+            self.ep[orig].addr.to_string(),
+            self.ep[orig ^ 1].addr.to_string(),
+        );
+        self.steps.sort_by_key(|(at, _, _)| *at);
+        for (at, i, kind) in self.steps.drain(..) {
+            timeline.push(at, side(i), kind);
+        }
+        let by_side = |i: usize| if side(i) == Side::A { 0 } else { 1 };
+        let mut facts: [EndpointFacts; 2] = Default::default();
+        let mut final_state = [None, None];
+        for i in 0..2 {
+            facts[by_side(i)] = self.ep[i].facts.clone();
+            final_state[by_side(i)] = self.ep[i].machine.as_ref().map(|m| m.state());
+        }
+        let closed_first = match (facts[0].first_fin_at, facts[1].first_fin_at) {
+            (Some(a), Some(b)) => Some(if b < a { Side::B } else { Side::A }),
+            (Some(_), None) => Some(Side::A),
+            (None, Some(_)) => Some(Side::B),
+            (None, None) => None,
+        };
+        let time_wait = [
+            timeline.visited(Side::A, State::TimeWait),
+            timeline.visited(Side::B, State::TimeWait),
+        ];
+        let simultaneous_close = timeline.visited(Side::A, State::Closing)
+            || timeline.visited(Side::B, State::Closing);
+        let mut close_wait = [None, None];
+        let mut close_wait_open = [false, false];
+        for (k, s) in [Side::A, Side::B].into_iter().enumerate() {
+            let states = timeline.states(s);
+            for (n, &(entered, st)) in states.iter().enumerate() {
+                if st == State::CloseWait {
+                    let left = states.get(n + 1).map(|&(t, _)| t);
+                    close_wait_open[k] = left.is_none();
+                    close_wait[k] = Some(left.unwrap_or(end).saturating_sub(entered));
+                }
+            }
+        }
+        let reset = match (facts[0].rst, facts[1].rst) {
+            (Some((a, sa)), Some((b, sb))) => Some(if b < a { (Side::B, sb) } else { (Side::A, sa) }),
+            (Some((_, sa)), None) => Some((Side::A, sa)),
+            (None, Some((_, sb))) => Some((Side::B, sb)),
+            (None, None) => None,
+        };
+        let half_open = (facts[0].segments == 0) != (facts[1].segments == 0);
+        RfcReport {
+            timeline,
+            facts,
+            final_state,
+            closed_first,
+            simultaneous_close,
+            time_wait,
+            close_wait,
+            close_wait_open,
+            reset,
+            half_open,
+            anomalies: self.anomalies,
+        }
+    }
+}

@@ -1,0 +1,437 @@
+//! The connection table: segments in, finished connections out.
+//!
+//! Key: the unordered 4-tuple plus incarnation. A SYN after a close, or a SYN with a
+//! different ISN, ends the current connection on that tuple and starts a new one
+//! (`ZeekConn::is_reuse`, Zeek's `IsReuse`). In Zeek mode, Zeek's connection timers
+//! (attempt, expire, close delay, inactivity) also end connections, exactly when Zeek
+//! would, because they decide how one TCP connection splits into conn.log rows.
+//! Outside Zeek mode, only closed connections idle for longer than Linux's TIME_WAIT
+//! (60 s) are dropped, so that memory follows concurrent connections, not file size.
+
+use crate::decode::{Checksum, TcpSegment};
+use crate::rfc::RfcView;
+use crate::zeek::{flip_at_creation, ZeekConn};
+use crate::ConnectionReport;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+
+const SEC: i64 = 1_000_000_000;
+// init-bare.zeek defaults.
+const TCP_SYN_TIMEOUT: i64 = 5 * SEC;
+const TCP_SESSION_TIMER: i64 = 6 * SEC;
+const TCP_CONNECTION_LINGER: i64 = 5 * SEC;
+const TCP_ATTEMPT_DELAY: i64 = 5 * SEC;
+const TCP_CLOSE_DELAY: i64 = 5 * SEC;
+const TCP_INACTIVITY_TIMEOUT: i64 = 300 * SEC;
+const UDP_INACTIVITY_TIMEOUT: i64 = 60 * SEC;
+/// Outside Zeek mode: a closed connection idle this long is finished (Linux TIME_WAIT).
+const CLOSED_IDLE: i64 = 60 * SEC;
+
+/// How to analyse.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Follow Zeek exactly: drop bad-checksum packets (unless `ignore_checksums`) and split
+    /// connections with Zeek's timers.
+    pub zeek: bool,
+    /// Zeek's `-C`: do not drop packets with bad checksums.
+    pub ignore_checksums: bool,
+    /// Zeek's `-b`: bare mode, no likely-server-port list.
+    pub bare: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    Attempt,
+    Expire,
+    ConnDelete,
+    Inactivity,
+    ClosedIdle,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Timer {
+    at: i64,
+    order: u64,
+    slot: usize,
+    conn_id: u64,
+    /// Analyzer-timer generation (bumped by `CancelTimers`) or inactivity generation.
+    generation: u32,
+    kind: TimerKind,
+}
+
+/// Unordered 4-tuple.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey(SocketAddr, SocketAddr);
+
+impl FlowKey {
+    fn new(a: SocketAddr, b: SocketAddr) -> FlowKey {
+        if (a.ip(), a.port()) <= (b.ip(), b.port()) {
+            FlowKey(a, b)
+        } else {
+            FlowKey(b, a)
+        }
+    }
+}
+
+struct Conn {
+    id: u64,
+    key: FlowKey,
+    /// Endpoint 0: the source of the first packet.
+    addrs: [SocketAddr; 2],
+    start_ns: i64,
+    /// Zeek's session `last_time`.
+    last_ns: i64,
+    /// Time of the last packet of any kind (for the RFC view's idle drop).
+    last_any_ns: i64,
+    inactivity_timeout: i64,
+    analyzer_gen: u32,
+    inactivity_gen: u32,
+    zeek: ZeekConn,
+    rfc: RfcView,
+    bad_checksums: u64,
+}
+
+/// Counters over the whole capture.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// TCP segments seen.
+    pub segments: u64,
+    /// Of those, with a bad TCP checksum.
+    pub bad_checksums: u64,
+    /// Of those, dropped from analysis (Zeek mode without `-C`: bad checksums).
+    pub dropped: u64,
+    /// Connections reported.
+    pub connections: u64,
+}
+
+/// The connection table.
+pub struct Tracker {
+    opts: Options,
+    table: HashMap<FlowKey, usize>,
+    slots: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    timers: BinaryHeap<Reverse<Timer>>,
+    timer_order: u64,
+    next_id: u64,
+    network_ns: i64,
+    totals: Totals,
+}
+
+impl Tracker {
+    /// An empty table.
+    pub fn new(opts: Options) -> Tracker {
+        Tracker {
+            opts,
+            table: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            timers: BinaryHeap::new(),
+            timer_order: 0,
+            next_id: 0,
+            network_ns: i64::MIN,
+            totals: Totals::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn totals(&self) -> Totals {
+        self.totals
+    }
+
+    /// Connections currently open in the table.
+    pub fn open_connections(&self) -> usize {
+        self.table.len()
+    }
+
+    fn add_timer(&mut self, slot: usize, at: i64, kind: TimerKind) {
+        let Some(c) = self.slots[slot].as_ref() else {
+            return;
+        };
+        let generation = if kind == TimerKind::Inactivity {
+            c.inactivity_gen
+        } else {
+            c.analyzer_gen
+        };
+        self.timer_order += 1;
+        self.timers.push(Reverse(Timer {
+            at,
+            order: self.timer_order,
+            slot,
+            conn_id: c.id,
+            generation,
+            kind,
+        }));
+    }
+
+    /// Run timers due at or before `now` (Zeek: `expire_timers` before each packet).
+    fn advance(&mut self, now: i64, out: &mut dyn FnMut(ConnectionReport)) {
+        if now > self.network_ns {
+            self.network_ns = now;
+        }
+        let now = self.network_ns;
+        while let Some(Reverse(t)) = self.timers.peek().copied() {
+            if t.at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(c) = self.slots[t.slot].as_ref() else {
+                continue;
+            };
+            if c.id != t.conn_id {
+                continue;
+            }
+            let current_gen = if t.kind == TimerKind::Inactivity {
+                c.inactivity_gen
+            } else {
+                c.analyzer_gen
+            };
+            if t.generation != current_gen {
+                continue;
+            }
+            self.fire(t, now, out);
+        }
+    }
+
+    fn fire(&mut self, t: Timer, now: i64, out: &mut dyn FnMut(ConnectionReport)) {
+        let Some(c) = self.slots[t.slot].as_ref() else {
+            return;
+        };
+        let z = &c.zeek;
+        let (o, r) = (z.orig_index(), z.orig_index() ^ 1);
+        use crate::zeek::ZeekState as Z;
+        match t.kind {
+            TimerKind::Attempt => {
+                // AttemptTimer: an unanswered SYN is a finished attempt.
+                if z.is_active
+                    && matches!(z.state(o), Z::SynSent | Z::SynAckSent)
+                    && z.state(r) == Z::Inactive
+                {
+                    self.remove(t.slot, out);
+                }
+            }
+            TimerKind::Expire => {
+                if !z.is_active {
+                    return;
+                }
+                if c.last_ns + TCP_CONNECTION_LINGER < now {
+                    if z.did_close(0) || z.did_close(1) {
+                        let done = (z.did_close(0) && z.did_close(1))
+                            || z.state(0) == Z::Reset
+                            || z.state(1) == Z::Reset
+                            || z.state(0) == Z::Inactive
+                            || z.state(1) == Z::Inactive;
+                        if done {
+                            self.remove(t.slot, out);
+                            return;
+                        }
+                    }
+                    if z.state(0) == Z::Inactive && z.state(1) == Z::Inactive {
+                        self.remove(t.slot, out);
+                        return;
+                    }
+                }
+                self.add_timer(t.slot, now + TCP_SESSION_TIMER, TimerKind::Expire);
+            }
+            TimerKind::ConnDelete => self.remove(t.slot, out),
+            TimerKind::Inactivity => {
+                let due = c.last_ns + c.inactivity_timeout;
+                if due <= now {
+                    self.remove(t.slot, out);
+                } else {
+                    self.add_timer(t.slot, due, TimerKind::Inactivity);
+                }
+            }
+            TimerKind::ClosedIdle => {
+                let due = c.last_any_ns + CLOSED_IDLE;
+                if due <= now {
+                    self.remove(t.slot, out);
+                } else {
+                    self.add_timer(t.slot, due, TimerKind::ClosedIdle);
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, slot: usize, out: &mut dyn FnMut(ConnectionReport)) {
+        if let Some(c) = self.slots[slot].take() {
+            if self.table.get(&c.key) == Some(&slot) {
+                self.table.remove(&c.key);
+            }
+            self.free.push(slot);
+            self.totals.connections += 1;
+            out(report(c));
+        }
+    }
+
+    /// Feed one segment captured at `ts_ns`.
+    pub fn segment(&mut self, ts_ns: i64, seg: &TcpSegment, out: &mut dyn FnMut(ConnectionReport)) {
+        self.totals.segments += 1;
+        let bad = seg.checksum == Checksum::Bad;
+        if bad {
+            self.totals.bad_checksums += 1;
+        }
+        if self.opts.zeek {
+            self.advance(ts_ns, out);
+        }
+        // Zeek drops a packet with a bad IPv4 header checksum before any connection exists.
+        if self.opts.zeek && !self.opts.ignore_checksums && !seg.ip_checksum_ok {
+            self.totals.dropped += 1;
+            return;
+        }
+        let key = FlowKey::new(seg.src, seg.dst);
+        let mut slot = self.table.get(&key).copied();
+        if let Some(s) = slot {
+            let c = self.slots[s].as_ref().expect("table points at a live slot");
+            if c.zeek.is_reuse(seg.flags, seg.seq) {
+                self.remove(s, out);
+                slot = None;
+            }
+        }
+        let slot = match slot {
+            Some(s) => s,
+            None => self.create(ts_ns, key, seg),
+        };
+        let zeek_mode = self.opts.zeek;
+        let drop_bad = zeek_mode && !self.opts.ignore_checksums && bad;
+        let c = self.slots[slot].as_mut().expect("live slot");
+        let i = usize::from(seg.src != c.addrs[0]);
+        c.last_any_ns = ts_ns;
+        if bad {
+            c.bad_checksums += 1;
+        }
+        if drop_bad {
+            self.totals.dropped += 1;
+            c.zeek.checksum_error(i);
+            return;
+        }
+        let caplen_ok = seg.checksum != Checksum::Unverified || !zeek_mode;
+        let (fx, sets_last) = c.zeek.process(
+            i,
+            seg.seq,
+            seg.ack,
+            seg.flags,
+            seg.window,
+            seg.payload_len,
+            seg.ip_len,
+            caplen_ok,
+        );
+        if sets_last {
+            c.last_ns = ts_ns;
+        }
+        c.rfc.segment(ts_ns - c.start_ns, i, seg);
+        let last_ns = c.last_ns;
+        let closed = c.zeek.did_close(0) || c.zeek.did_close(1);
+        if !zeek_mode {
+            if closed && !c.rfc.idle_timer_armed {
+                c.rfc.idle_timer_armed = true;
+                self.add_timer(slot, ts_ns + CLOSED_IDLE, TimerKind::ClosedIdle);
+            }
+            self.advance(ts_ns, out);
+            return;
+        }
+        if fx.handshake_done {
+            let c = self.slots[slot].as_mut().expect("live slot");
+            if c.inactivity_timeout != TCP_INACTIVITY_TIMEOUT {
+                c.inactivity_timeout = TCP_INACTIVITY_TIMEOUT;
+                c.inactivity_gen += 1;
+                self.add_timer(slot, last_ns + TCP_INACTIVITY_TIMEOUT, TimerKind::Inactivity);
+            }
+        }
+        if fx.attempt_timer {
+            self.add_timer(slot, ts_ns + TCP_ATTEMPT_DELAY, TimerKind::Attempt);
+        }
+        if fx.close_complete {
+            let c = self.slots[slot].as_mut().expect("live slot");
+            c.analyzer_gen += 1;
+            self.add_timer(slot, last_ns + TCP_CLOSE_DELAY, TimerKind::ConnDelete);
+        } else if fx.expire_timer {
+            self.add_timer(slot, last_ns + TCP_SESSION_TIMER, TimerKind::Expire);
+        }
+    }
+
+    fn create(&mut self, ts_ns: i64, key: FlowKey, seg: &TcpSegment) -> usize {
+        self.next_id += 1;
+        let mut zeek = ZeekConn::new();
+        let flip = flip_at_creation(self.opts.bare, seg.src.port(), seg.dst.port(), seg.flags);
+        if flip {
+            zeek.flip_roles();
+        }
+        let conn = Conn {
+            id: self.next_id,
+            key,
+            addrs: [seg.src, seg.dst],
+            start_ns: ts_ns,
+            last_ns: ts_ns,
+            last_any_ns: ts_ns,
+            inactivity_timeout: UDP_INACTIVITY_TIMEOUT,
+            analyzer_gen: 0,
+            inactivity_gen: 0,
+            zeek,
+            rfc: RfcView::new(seg.src, seg.dst),
+            bad_checksums: 0,
+        };
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s] = Some(conn);
+                s
+            }
+            None => {
+                self.slots.push(Some(conn));
+                self.slots.len() - 1
+            }
+        };
+        self.table.insert(key, slot);
+        if self.opts.zeek {
+            self.add_timer(slot, ts_ns + TCP_SYN_TIMEOUT, TimerKind::Expire);
+            self.add_timer(slot, ts_ns + UDP_INACTIVITY_TIMEOUT, TimerKind::Inactivity);
+        }
+        slot
+    }
+
+    /// End of capture: report every connection still open, in order of first packet.
+    pub fn finish(mut self, out: &mut dyn FnMut(ConnectionReport)) -> Totals {
+        let mut live: Vec<(u64, usize)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|c| (c.id, i)))
+            .collect();
+        live.sort_unstable();
+        for (_, slot) in live {
+            self.remove(slot, out);
+        }
+        self.totals
+    }
+}
+
+fn report(c: Conn) -> ConnectionReport {
+    let z = &c.zeek;
+    let o = z.orig_index();
+    let r = o ^ 1;
+    let (orig_pkts, orig_ip_bytes) = z.counts(o);
+    let (resp_pkts, resp_ip_bytes) = z.counts(r);
+    let duration_ns = c.last_ns - c.start_ns;
+    crate::ConnectionReport {
+        id: c.id,
+        start_ns: c.start_ns,
+        orig: c.addrs[o],
+        resp: c.addrs[r],
+        duration_ns,
+        zeek: crate::ZeekSummary {
+            conn_state: z.conn_state(),
+            history: z.history().to_string(),
+            orig_bytes: z.size(o),
+            resp_bytes: z.size(r),
+            missed_bytes: z.missed_bytes,
+            orig_pkts,
+            orig_ip_bytes,
+            resp_pkts,
+            resp_ip_bytes,
+        },
+        bad_checksums: c.bad_checksums,
+        rfc: c
+            .rfc
+            .finish(o, std::time::Duration::from_nanos((c.last_any_ns - c.start_ns).max(0) as u64)),
+    }
+}
