@@ -29,7 +29,7 @@ pub enum Origin {
 }
 
 /// Something the application should learn about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Event {
     /// The state changed.
     StateChanged {
@@ -108,7 +108,7 @@ impl fmt::Display for CallError {
 impl std::error::Error for CallError {}
 
 /// A segment to send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Transmit {
     /// The segment.
     pub segment: Segment,
@@ -131,7 +131,7 @@ pub struct TimeWaitSock {
 }
 
 /// Per-connection retransmission state (RFC 6298).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Rtx {
     deadline: Option<Duration>,
     rto: Duration,
@@ -143,7 +143,9 @@ struct Rtx {
 }
 
 /// One TCP connection (one TCB), sans-IO.
-#[derive(Debug, Clone)]
+///
+/// `Clone + Eq + Hash`, so a model checker can store and compare whole connections.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Connection {
     profile: Profile,
     state: State,
@@ -826,6 +828,10 @@ impl Connection {
         // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, then drop. Linux rate-limits these for bare
         // ACKs/SYNs (tcp_invalid_ratelimit, 500 ms); rate limiting is not modelled.
         self.ack_pending = true;
+        if self.state == State::TimeWait && !self.profile.time_wait_reacks_fin {
+            self.ack_pending = false;
+            return false;
+        }
         if self.state == State::TimeWait && seg.flags.fin() && seg.end() == self.rcv_nxt {
             // §3.10.7.4 fifth/eighth check for TIME-WAIT: "The only thing that can arrive
             // in this state is a retransmission of the remote FIN. Acknowledge it, and
@@ -947,12 +953,15 @@ impl Connection {
 
     /// Linux `tcp_fin_time()`: the orphan's FIN_WAIT_2 timeout, at least 3.5·RTO.
     fn arm_orphan_fin_wait_2(&mut self, now: Duration) {
+        if !self.profile.is_linux() {
+            return; // RFC 9293 has no such timer: FIN-WAIT-2 waits for the peer's FIN.
+        }
         if let Some(fin_timeout) = self.profile.fin_timeout {
             let floor = self.rtx.rto * 7 / 2;
             let tmo = fin_timeout.max(floor);
             self.fin_wait_2_deadline = Some(now + tmo);
             // Within TCP_TIMEWAIT_LEN the kernel swaps the socket for a tw sock at once.
-            self.mini_socket = self.profile.is_linux() && tmo <= Duration::from_secs(60);
+            self.mini_socket = tmo <= Duration::from_secs(60);
             self.stop_rtx();
         }
     }
@@ -1120,7 +1129,7 @@ impl Connection {
             }
             // No listener: falls through to the ACK (tcp_v4_rcv, TCP_TW_SYN → TCP_TW_ACK).
         }
-        if !f.rst() {
+        if !f.rst() && self.profile.time_wait_reacks_fin {
             // "In this case we must reset the TIMEWAIT timer", except for an ACK-less SYN,
             // which may be an old duplicate.
             if f.ack() {

@@ -29,7 +29,7 @@ impl Flavor {
 ///
 /// Construct with [`Profile::rfc9293`] or [`Profile::linux`], then adjust fields the way a
 /// `sysctl` or socket option would.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Profile {
     /// Which family this profile starts from (decides, e.g., whether TIME_WAIT and orphaned
     /// FIN_WAIT_2 are processed by the kernel's mini-socket rules).
@@ -41,7 +41,8 @@ pub struct Profile {
     pub time_wait: Duration,
     /// Linux `net.ipv4.tcp_fin_timeout` (default 60 s): how long an *orphaned* FIN_WAIT_2
     /// connection (the application called close()) waits for the peer's FIN before being
-    /// silently dropped (`tcp_fin_time`, at least 3.5·RTO). `None`: wait forever (RFC).
+    /// silently dropped (`tcp_fin_time`, at least 3.5·RTO). `None`: wait forever. Linux
+    /// only: RFC 9293 has no such timer, and the RFC flavor ignores this field.
     pub fin_timeout: Option<Duration>,
     /// close() with unread received data sends RST instead of FIN and ends the connection
     /// (`__tcp_close`, `TCPAbortOnClose`; RFC 2525 §2.17, RFC 9293 SHLD-3 / MAY-1).
@@ -74,6 +75,11 @@ pub struct Profile {
     /// `tcp_time_wait`, so the connection closes at once where it would enter TIME_WAIT (or
     /// the orphaned FIN_WAIT_2 mini-socket), counted as `TCPTimeWaitOverflow`.
     pub time_wait_buckets_exhausted: bool,
+    /// TIME_WAIT answers a retransmitted FIN (and other old segments) with an ACK and
+    /// restarts its timer (RFC 9293 §3.10.7.4; `tcp_timewait_state_process` → `TCP_TW_ACK`).
+    /// Every real stack does; `false` is a what-if for the model checker (`verify
+    /// --no-reack`), showing why it must.
+    pub time_wait_reacks_fin: bool,
     /// Initial retransmission timeout (RFC 6298 §2.1: 1 s; Linux `TCP_TIMEOUT_INIT`).
     pub rto_initial: Duration,
     /// Lower bound of the RTO (RFC 6298 §2.4: 1 s; Linux `TCP_RTO_MIN`: 200 ms).
@@ -119,6 +125,7 @@ impl Profile {
             accept_rst_before_fin: false,
             resend_syn_ack_on_dup_syn: false,
             time_wait_buckets_exhausted: false,
+            time_wait_reacks_fin: true,
             rto_initial: Duration::from_secs(1),
             rto_min: Duration::from_secs(1),
             rto_max: Duration::from_secs(60),
@@ -150,6 +157,7 @@ impl Profile {
             accept_rst_before_fin: true,
             resend_syn_ack_on_dup_syn: true,
             time_wait_buckets_exhausted: false,
+            time_wait_reacks_fin: true,
             rto_initial: Duration::from_secs(1),
             rto_min: Duration::from_millis(200),
             rto_max: Duration::from_secs(120),

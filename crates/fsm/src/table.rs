@@ -160,6 +160,7 @@ pub const TRANSITIONS: &[Transition] = &[
     row(SynSent, Closed, rcv(S::Rst), "ACK acceptable: refused", "", Abort, false, Both, "RFC 9293 §3.10.7.3"),
     row(SynSent, Closed, call(C::Close), "", "", Abort, false, Both, "RFC 9293 §3.10.4"),
     row(SynSent, Closed, call(C::Abort), "", "", Abort, false, Both, "RFC 9293 §3.10.5"),
+    row(SynSent, Closed, call(C::ShutdownWrite), "", "", Abort, false, Both, "inet_shutdown → tcp_disconnect"),
     row(SynSent, Closed, timer(T::Retransmission), "SYN retries exhausted", "", Timeout, false, Both, "RFC 9293 §3.8.3; tcp_write_timeout"),
     row(SynSent, Closed, timer(T::UserTimeout), "", "", Timeout, false, Both, "RFC 9293 §3.10.8"),
     // SYN_RECEIVED — §3.10.7.4
@@ -168,6 +169,7 @@ pub const TRANSITIONS: &[Transition] = &[
     row(SynReceived, Listen, rcv(S::Syn), "passive origin, in window", "", PassiveOpen, false, Both, "RFC 9293 §3.10.7.4 (fourth check)"),
     row(SynReceived, Closed, rcv(S::Rst), "active origin: refused", "", Abort, false, Both, "RFC 9293 §3.10.7.4 (second check)"),
     row(SynReceived, FinWait1, call(C::Close), "", "FIN", ActiveClose, false, Both, "RFC 9293 §3.10.4; tcp_close_state"),
+    row(SynReceived, FinWait1, call(C::ShutdownWrite), "", "FIN", ActiveClose, false, Both, "tcp_shutdown; tcp_close_state"),
     row(SynReceived, Closed, call(C::Abort), "", "RST", Abort, false, Both, "RFC 9293 §3.10.5"),
     row(SynReceived, Listen, timer(T::Retransmission), "passive origin, SYN,ACK retries exhausted", "", Timeout, false, Both, "RFC 9293 §3.8.3; inet_csk_reqsk_queue_drop"),
     row(SynReceived, Closed, timer(T::Retransmission), "active origin, retries exhausted", "", Timeout, false, Both, "RFC 9293 §3.8.3"),
@@ -199,8 +201,6 @@ pub const TRANSITIONS: &[Transition] = &[
     row(FinWait2, Closed, rcv(S::DataAfterClose), "after close()", "RST", Abort, false, LinuxOnly, "tcp_timewait_state_process (TCP_TW_RST)"),
     row(FinWait2, Closed, rcv(S::Syn), "orphan, SEG.SEQ >= RCV.NXT", "RST", Abort, false, LinuxOnly, "tcp_timewait_state_process (TCP_TW_RST)"),
     row(FinWait2, Closed, call(C::Close), "unread data", "RST", Abort, false, LinuxOnly, "__tcp_close (RFC 2525 §2.17)"),
-    row(FinWait2, Closed, timer(T::Retransmission), "data retries exhausted", "", Timeout, false, Both, "RFC 9293 §3.8.3"),
-    row(FinWait2, Closed, timer(T::UserTimeout), "", "", Timeout, false, Both, "RFC 9293 §3.10.8"),
     row(FinWait2, Closed, rcv(S::Rst), "in window", "", Abort, false, Both, "RFC 9293 §3.10.7.4"),
     row(FinWait2, Closed, call(C::Abort), "", "RST", Abort, false, Both, "RFC 9293 §3.10.5"),
     // CLOSE_WAIT
