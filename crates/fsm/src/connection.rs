@@ -1027,9 +1027,9 @@ impl Connection {
             return;
         }
         self.rcv_nxt += 1;
-        self.peer_fin = true;
         self.ack_pending = true;
-        self.events.push_back(Event::PeerClosed);
+        let first_fin = !self.peer_fin;
+        self.peer_fin = true;
         let trigger = Trigger::Segment(SegmentKind::Fin);
         match self.state {
             State::SynReceived | State::Established => self.set_state(State::CloseWait, trigger),
@@ -1040,6 +1040,9 @@ impl Connection {
                 self.time_wait_deadline = Some(now + self.profile.time_wait);
             }
             _ => {}
+        }
+        if first_fin {
+            self.events.push_back(Event::PeerClosed);
         }
     }
 
@@ -1094,10 +1097,10 @@ impl Connection {
             // FIN arrived: enter true TIME_WAIT.
             self.rcv_nxt = end;
             self.peer_fin = true;
-            self.events.push_back(Event::PeerClosed);
             self.ack_pending = true;
             self.fin_wait_2_deadline = None;
             self.enter_time_wait(now, Trigger::Segment(SegmentKind::Fin));
+            self.events.push_back(Event::PeerClosed);
             return;
         }
 
