@@ -46,6 +46,8 @@ pub struct TcpSegment {
     pub ip_len: u32,
     /// Checksum verdict.
     pub checksum: Checksum,
+    /// The capture holds fewer payload bytes than the IP header says (snap length).
+    pub truncated: bool,
     /// For IPv4, whether the IP header checksum was right.
     pub ip_checksum_ok: bool,
 }
@@ -436,6 +438,7 @@ fn tcp(
         payload_len: (seg_len - data_off) as u32,
         ip_len,
         checksum,
+        truncated: seg.len() < seg_len,
         ip_checksum_ok,
     })
 }

@@ -165,9 +165,9 @@ pub fn analyze<R: Read>(
     };
     // Checksums are verified unless Zeek mode was told to ignore them.
     let mut decoder = Decoder::new(!(opts.zeek && opts.ignore_checksums));
+    let zeek_us = opts.zeek;
     let mut tracker = Tracker::new(opts);
     // Zeek reads through libpcap as microseconds: keep its arithmetic in Zeek mode.
-    let zeek_us = opts.zeek;
     let result = loop {
         let pkt = match reader.next_packet() {
             Ok(Some(p)) => p,

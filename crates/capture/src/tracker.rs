@@ -10,7 +10,7 @@
 
 use crate::decode::{Checksum, TcpSegment};
 use crate::rfc::RfcView;
-use crate::zeek::{flip_at_creation, ZeekConn};
+use crate::zeek::{ServerPorts, ZeekConn};
 use crate::ConnectionReport;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -29,15 +29,16 @@ const UDP_INACTIVITY_TIMEOUT: i64 = 60 * SEC;
 const CLOSED_IDLE: i64 = 60 * SEC;
 
 /// How to analyse.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {
     /// Follow Zeek exactly: drop bad-checksum packets (unless `ignore_checksums`) and split
     /// connections with Zeek's timers.
     pub zeek: bool,
     /// Zeek's `-C`: do not drop packets with bad checksums.
     pub ignore_checksums: bool,
-    /// Zeek's `-b`: bare mode, no likely-server-port list.
-    pub bare: bool,
+    /// Zeek's `likely_server_ports`, which decide the direction of connections whose
+    /// first packet is not a SYN: the default list, or a bare (`-b`) run's.
+    pub server_ports: ServerPorts,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -305,7 +306,7 @@ impl Tracker {
             c.zeek.checksum_error(i);
             return;
         }
-        let caplen_ok = seg.checksum != Checksum::Unverified || !zeek_mode;
+        let caplen_ok = !seg.truncated;
         let (fx, sets_last) = c.zeek.process(
             i,
             seg.seq,
@@ -353,7 +354,10 @@ impl Tracker {
     fn create(&mut self, ts_ns: i64, key: FlowKey, seg: &TcpSegment) -> usize {
         self.next_id += 1;
         let mut zeek = ZeekConn::new();
-        let flip = flip_at_creation(self.opts.bare, seg.src.port(), seg.dst.port(), seg.flags);
+        let flip = self
+            .opts
+            .server_ports
+            .flip_at_creation(seg.src.port(), seg.dst.port(), seg.flags);
         if flip {
             zeek.flip_roles();
         }

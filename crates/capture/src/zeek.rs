@@ -507,6 +507,9 @@ impl ZeekConn {
 
         if flags.ack() {
             self.ack_received(p, rel_ack);
+            // AckReceived ends in the peer reassembler's CheckEOF: an acknowledged hole
+            // may complete a close that was deferred for pending data.
+            self.check_eof(p, &mut fx);
         }
         // ConnSize counts the packet.
         self.ep[i].pkts += 1;
@@ -861,8 +864,9 @@ impl ZeekConn {
         if e.reasm.skip {
             return false;
         }
-        let delivered = e.reasm.last_reassem;
-        let last = e.to_relative(e.last_seq, e.seq_wraps);
+        // Absolute 64-bit numbers, as `TCP_Reassembler::DataPending` compares them.
+        let delivered = (e.start_seq as u64).wrapping_add(e.reasm.last_reassem);
+        let last = Endpoint::full(e.last_seq, e.seq_wraps);
         if last < delivered {
             return false;
         }
@@ -1060,20 +1064,77 @@ pub const LIKELY_SERVER_PORTS: &[u16] = &[
     5223, 5269, 5432, 6379, 6666, 6667, 6668, 6669, 8000, 8080, 8888, 20000,
 ];
 
-/// `TCPAnalyzer::WantConnection`'s flip decision for a connection's first packet.
-pub fn flip_at_creation(bare: bool, src_port: u16, dst_port: u16, flags: Flags) -> bool {
-    if flags.syn() && !flags.ack() {
-        return false;
+/// The TCP ports each Zeek protocol script registers (its `ports` constant, which ends up
+/// in `likely_server_ports`). Zeek's `-b` loads none of them unless a script `@load`s the
+/// protocol, so a bare run's list is the union over the protocols it loads.
+pub const PROTOCOL_PORTS: &[(&str, &[u16])] = &[
+    ("http", &[80, 81, 631, 1080, 3128, 8000, 8080, 8888]),
+    ("ftp", &[21, 2811]),
+    ("ssl", &[443, 465, 563, 585, 614, 636, 989, 990, 992, 993, 995, 5223]),
+    ("krb", &[88]),
+    ("imap", &[143]),
+    ("xmpp", &[5222, 5269]),
+    ("smtp", &[25, 587]),
+    ("ssh", &[22]),
+    ("dns", &[53]),
+    ("pop3", &[]),
+];
+
+/// Which ports count as likely server ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerPorts(Vec<u16>);
+
+impl ServerPorts {
+    /// Zeek's default list (all base protocol scripts loaded).
+    pub fn default_list() -> ServerPorts {
+        ServerPorts(LIKELY_SERVER_PORTS.to_vec())
     }
-    let likely = |p: u16| !bare && LIKELY_SERVER_PORTS.binary_search(&p).is_ok();
-    if likely(src_port) {
-        if likely(dst_port) {
-            !flags.syn() && src_port < dst_port
-        } else {
-            true
+
+    /// Bare mode with the given protocols loaded (`zeek -b` plus `@load
+    /// base/protocols/NAME`); `None` when a name is unknown.
+    pub fn bare(protocols: &[&str]) -> Option<ServerPorts> {
+        let mut ports = Vec::new();
+        for name in protocols {
+            let (_, p) = PROTOCOL_PORTS.iter().find(|(n, _)| n == name)?;
+            ports.extend_from_slice(p);
         }
-    } else {
-        false
+        ports.sort_unstable();
+        ports.dedup();
+        Some(ServerPorts(ports))
+    }
+
+    /// Add ports.
+    pub fn extend(&mut self, more: &[u16]) {
+        self.0.extend_from_slice(more);
+        self.0.sort_unstable();
+        self.0.dedup();
+    }
+
+    /// Whether `port` is listed.
+    pub fn contains(&self, port: u16) -> bool {
+        self.0.binary_search(&port).is_ok()
+    }
+
+    /// `TCPAnalyzer::WantConnection`'s flip decision for a connection's first packet.
+    pub fn flip_at_creation(&self, src_port: u16, dst_port: u16, flags: Flags) -> bool {
+        if flags.syn() && !flags.ack() {
+            return false;
+        }
+        if self.contains(src_port) {
+            if self.contains(dst_port) {
+                !flags.syn() && src_port < dst_port
+            } else {
+                true
+            }
+        } else {
+            false
+        }
+    }
+}
+
+impl Default for ServerPorts {
+    fn default() -> Self {
+        ServerPorts::default_list()
     }
 }
 
@@ -1088,17 +1149,23 @@ mod tests {
         assert!(rstos0_history("^SrR"));
         assert!(!rstos0_history("SaFR"));
         assert!(!rstos0_history("R"));
-        assert!(!rstos0_history("ShR"));
+        // Case matters: a responder SYN-ACK (`h`) does not stop the pattern.
+        assert!(rstos0_history("ShR"));
+        assert!(!rstos0_history("SHR"));
     }
 
     #[test]
     fn server_port_list_is_sorted_for_binary_search() {
         assert!(LIKELY_SERVER_PORTS.windows(2).all(|w| w[0] < w[1]));
-        assert!(flip_at_creation(false, 80, 40000, Flags::ACK));
-        assert!(!flip_at_creation(true, 80, 40000, Flags::ACK));
-        assert!(!flip_at_creation(false, 80, 40000, Flags::SYN));
+        let full = ServerPorts::default_list();
+        let bare = ServerPorts::bare(&[]).unwrap();
+        assert!(full.flip_at_creation(80, 40000, Flags::ACK));
+        assert!(!bare.flip_at_creation(80, 40000, Flags::ACK));
+        assert!(!full.flip_at_creation(80, 40000, Flags::SYN));
         // Both likely: flip only for non-SYNs from the lower port.
-        assert!(flip_at_creation(false, 80, 443, Flags::ACK));
-        assert!(!flip_at_creation(false, 443, 80, Flags::ACK));
+        assert!(full.flip_at_creation(80, 443, Flags::ACK));
+        assert!(!full.flip_at_creation(443, 80, Flags::ACK));
+        assert!(ServerPorts::bare(&["krb"]).unwrap().contains(88));
+        assert!(ServerPorts::bare(&["nope"]).is_none());
     }
 }
