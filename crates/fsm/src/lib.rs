@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 mod connection;
+pub mod explain;
 mod profile;
 mod segment;
 pub mod scenarios;
@@ -27,6 +28,7 @@ mod trigger;
 pub use connection::{
     reset_for_unexpected, CallError, Connection, Event, Origin, TimeWaitSock, Transmit,
 };
+pub use explain::{explain, Explanation};
 pub use profile::{Flavor, Profile};
 pub use scenarios::{scenario, Scenario, ScenarioOptions, SCENARIOS};
 pub use sim::{Fate, Sim};
