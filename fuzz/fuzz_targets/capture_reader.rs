@@ -1,0 +1,20 @@
+//! Fuzz the pcap/pcapng readers, the decoders and the connection analysis in both modes:
+//! `cargo fuzz run capture_reader -s none` (stable toolchain, no sanitizer).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tcpstate_capture::{analyze, CaptureReader, Options};
+
+fuzz_target!(|data: &[u8]| {
+    for zeek in [false, true] {
+        if let Ok(reader) = CaptureReader::new(data) {
+            let opts = Options {
+                zeek,
+                ..Options::default()
+            };
+            let _ = analyze(reader, opts, &mut |c| {
+                let _ = c.zeek_line("F");
+            });
+        }
+    }
+});
