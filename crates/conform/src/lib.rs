@@ -22,7 +22,7 @@
 pub mod errno;
 #[cfg(target_os = "linux")]
 pub mod kernel;
-// pub mod machine;
+pub mod machine;
 pub mod parse;
 pub mod run;
 pub mod script;

@@ -310,3 +310,24 @@ impl fmt::Display for CallSpec {
         write!(f, "{}({}) = {}", self.name, parts.join(", "), self.expected)
     }
 }
+
+/// `{onoff=1, linger=0}` → `Some(0 s)`; `{onoff=0, ...}` → `None` (SO_LINGER off).
+pub fn linger(arg: Option<&Arg>) -> Result<Option<Duration>, String> {
+    let Some(Arg::Struct(fields)) = arg else {
+        return Err("SO_LINGER needs {onoff=N, linger=N}".into());
+    };
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| match v {
+                Arg::Int(i) => Some(*i),
+                _ => None,
+            })
+    };
+    match (get("onoff"), get("linger")) {
+        (Some(0), _) => Ok(None),
+        (Some(_), Some(l)) => Ok(Some(Duration::from_secs(l.max(0) as u64))),
+        _ => Err("SO_LINGER needs {onoff=N, linger=N}".into()),
+    }
+}

@@ -190,12 +190,14 @@ fn parse_ss(
             (1, ["grep", "-qv" | "-vq", "LISTEN"]) | (1, ["grep", "-v", "-q", "LISTEN"]) => {
                 exclude_listen = true
             }
-            _ => return Err(err(
-                command,
-                format!(
+            _ => {
+                return Err(err(
+                    command,
+                    format!(
                     "pipeline stage `{stage}` (understood: `grep -q ADDR`, then `grep -qv LISTEN`)"
                 ),
-            )),
+                ))
+            }
         }
     }
     let Some(pattern) = pattern else {

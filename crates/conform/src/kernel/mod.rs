@@ -392,7 +392,7 @@ fn exec(spec: &CallSpec, sock: Option<&Socket>) -> Result<(CallResult, Option<So
                     s.set_nodelay(int_arg(args, 3, "TCP_NODELAY")? != 0)
                 }
                 ("SOL_SOCKET", "SO_LINGER") => {
-                    let linger = linger_arg(args.get(3))?;
+                    let linger = crate::script::linger(args.get(3))?;
                     s.set_linger(linger)
                 }
                 _ => return Err(format!("setsockopt {level} {name} is not supported")),
@@ -458,27 +458,6 @@ fn exec(spec: &CallSpec, sock: Option<&Socket>) -> Result<(CallResult, Option<So
         }
         other => return Err(format!("the call {other}() is not supported")),
     })
-}
-
-/// `{onoff=1, linger=0}` → `Some(0 s)`; `{onoff=0, ...}` → `None`.
-pub(crate) fn linger_arg(arg: Option<&Arg>) -> Result<Option<Duration>, String> {
-    let Some(Arg::Struct(fields)) = arg else {
-        return Err("SO_LINGER needs {onoff=N, linger=N}".into());
-    };
-    let get = |name: &str| {
-        fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| match v {
-                Arg::Int(i) => Some(*i),
-                _ => None,
-            })
-    };
-    match (get("onoff"), get("linger")) {
-        (Some(0), _) => Ok(None),
-        (Some(_), Some(l)) => Ok(Some(Duration::from_secs(l.max(0) as u64))),
-        _ => Err("SO_LINGER needs {onoff=N, linger=N}".into()),
-    }
 }
 
 impl Backend for KernelBackend {
