@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod capture;
 mod output;
 
 /// The life and death of TCP connections.
@@ -15,12 +16,17 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    /// Connections in a pcap/pcapng file: both endpoints' states, who closed first, CLOSE_WAIT
+    /// dwell, Zeek conn_state/history (`--zeek` for conn.log lines).
+    Capture(capture::Args),
+}
 
 fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         None => Ok(ExitCode::SUCCESS),
+        Some(Command::Capture(args)) => capture::run(args),
     }
 }
 
