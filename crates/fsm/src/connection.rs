@@ -657,10 +657,7 @@ impl Connection {
         }
         if f.ack() {
             // second: any ACK is bad here: <SEQ=SEG.ACK><CTL=RST>
-            self.push_transmit(
-                Segment::control(seg.ack, SeqNum(0), Flags::RST, 0),
-                false,
-            );
+            self.push_transmit(Segment::control(seg.ack, SeqNum(0), Flags::RST, 0), false);
             return;
         }
         if f.syn() {
@@ -1211,14 +1208,15 @@ impl Connection {
     /// Segmentize queued data and the FIN where the state allows; otherwise send a pending
     /// ACK.
     fn flush(&mut self, now: Duration) {
-        let can_send = matches!(
-            self.state,
-            State::Established
-                | State::CloseWait
-                | State::FinWait1
-                | State::LastAck
-                | State::Closing
-        ) || (self.state == State::SynReceived && self.fin_pending && self.unsent == 0);
+        let can_send =
+            matches!(
+                self.state,
+                State::Established
+                    | State::CloseWait
+                    | State::FinWait1
+                    | State::LastAck
+                    | State::Closing
+            ) || (self.state == State::SynReceived && self.fin_pending && self.unsent == 0);
         let mut sent = false;
         if can_send {
             while self.unsent > 0 {

@@ -154,7 +154,11 @@ mod tests {
     #[test]
     fn every_state_is_explained_once() {
         for s in State::ALL {
-            assert_eq!(EXPLANATIONS.iter().filter(|e| e.state == s).count(), 1, "{s}");
+            assert_eq!(
+                EXPLANATIONS.iter().filter(|e| e.state == s).count(),
+                1,
+                "{s}"
+            );
             assert!(!explain(s).meaning.is_empty());
         }
         assert!(!explain(State::TimeWait).story.is_empty());

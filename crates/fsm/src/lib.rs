@@ -16,10 +16,10 @@
 mod connection;
 pub mod explain;
 mod profile;
-mod segment;
 pub mod scenarios;
-pub mod sim;
+mod segment;
 mod seq;
+pub mod sim;
 mod state;
 pub mod table;
 mod timeline;
@@ -31,9 +31,9 @@ pub use connection::{
 pub use explain::{explain, Explanation};
 pub use profile::{Flavor, Profile};
 pub use scenarios::{scenario, Scenario, ScenarioOptions, SCENARIOS};
-pub use sim::{Fate, Sim};
 pub use segment::{Flags, Segment};
 pub use seq::SeqNum;
+pub use sim::{Fate, Sim};
 pub use state::{ParseStateError, State};
 pub use table::{Applies, Path, Transition, TRANSITIONS};
 pub use timeline::{CallStep, CallStepKind, Side, Step, StepKind, Timeline};

@@ -238,7 +238,12 @@ fn time_wait_assassination(o: &ScenarioOptions) -> Timeline {
     let mut s = established("time-wait-assassination", o);
     // A copy of the server's data segment is delayed in the network for 5 s: an old
     // duplicate that arrives while the client sits in TIME_WAIT.
-    s.on_nth(Side::B, 1, |seg| seg.len > 0, Fate::Duplicate(Duration::from_secs(5)));
+    s.on_nth(
+        Side::B,
+        1,
+        |seg| seg.len > 0,
+        Fate::Duplicate(Duration::from_secs(5)),
+    );
     let _ = s.send(Side::B, 100);
     pause(&mut s, 50);
     let _ = s.read_all(Side::A);

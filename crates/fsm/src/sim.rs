@@ -144,15 +144,19 @@ impl Sim {
 
     /// Convenience wrappers for the lifecycle calls.
     pub fn listen(&mut self, side: Side) -> Result<(), CallError> {
-        self.call(side, CallStepKind::Lifecycle(CallKind::OpenPassive), |c, _| {
-            c.open_passive()
-        })
+        self.call(
+            side,
+            CallStepKind::Lifecycle(CallKind::OpenPassive),
+            |c, _| c.open_passive(),
+        )
     }
     /// `connect()`.
     pub fn connect(&mut self, side: Side) -> Result<(), CallError> {
-        self.call(side, CallStepKind::Lifecycle(CallKind::OpenActive), |c, now| {
-            c.open_active(now)
-        })
+        self.call(
+            side,
+            CallStepKind::Lifecycle(CallKind::OpenActive),
+            |c, now| c.open_active(now),
+        )
     }
     /// `close()`.
     pub fn close(&mut self, side: Side) -> Result<(), CallError> {

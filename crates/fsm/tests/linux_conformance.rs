@@ -59,10 +59,13 @@ impl Script {
 
     #[track_caller]
     fn expect(&mut self, flags: Flags, seq: u32, ack: u32, len: u32) {
-        let t = self
-            .conn
-            .poll_transmit(self.now)
-            .unwrap_or_else(|| panic!("expected {} {seq}:{}({len}) ack {ack}, got nothing", flags.short(), seq + len));
+        let t = self.conn.poll_transmit(self.now).unwrap_or_else(|| {
+            panic!(
+                "expected {} {seq}:{}({len}) ack {ack}, got nothing",
+                flags.short(),
+                seq + len
+            )
+        });
         let seg = t.segment;
         assert_eq!(
             (seg.flags.short(), seg.seq, seg.len),
@@ -341,7 +344,8 @@ fn l2_no_time_wait_bucket_for_orphan() {
 
 #[test]
 fn every_shared_script_has_a_test_here() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/linux");
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/linux");
     let Ok(entries) = std::fs::read_dir(&dir) else {
         eprintln!("skipping: {} is absent (a user's own clone)", dir.display());
         return;
@@ -354,8 +358,8 @@ fn every_shared_script_has_a_test_here() {
     scripts.sort();
     // Each script's prefix (A, B1, ..., L2) names one test above.
     let covered = [
-        "A_", "B1_", "B2_", "C1_", "C2_", "D1_", "D2_", "E1_", "E2_", "F_", "H_", "I_", "J_",
-        "K_", "L1_", "L2_",
+        "A_", "B1_", "B2_", "C1_", "C2_", "D1_", "D2_", "E1_", "E2_", "F_", "H_", "I_", "J_", "K_",
+        "L1_", "L2_",
     ];
     assert_eq!(scripts.len(), 16, "{scripts:?}");
     for script in &scripts {

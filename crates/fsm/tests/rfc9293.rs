@@ -66,14 +66,23 @@ impl WithWindow for Segment {
 fn s3_10_7_1_closed_resets_with_seq_seg_ack_when_ack_set() {
     let mut c = Connection::new(Profile::rfc9293(), SeqNum(0));
     c.handle_segment(t(0), seg(A, 10, 77, 5));
-    assert_eq!(sent(&mut c), vec![Segment::control(SeqNum(77), SeqNum(0), R, 0)]);
+    assert_eq!(
+        sent(&mut c),
+        vec![Segment::control(SeqNum(77), SeqNum(0), R, 0)]
+    );
 }
 
 #[test]
 fn s3_10_7_1_closed_resets_with_ack_seg_seq_plus_len_without_ack() {
     let r = reset_for_unexpected(&seg(S | F, 10, 0, 5)).unwrap();
-    assert_eq!((r.seq, r.ack, r.flags), (SeqNum(0), SeqNum(10 + 5 + 2), R | A));
-    assert!(reset_for_unexpected(&seg(R, 1, 0, 0)).is_none(), "never answer a RST");
+    assert_eq!(
+        (r.seq, r.ack, r.flags),
+        (SeqNum(0), SeqNum(10 + 5 + 2), R | A)
+    );
+    assert!(
+        reset_for_unexpected(&seg(R, 1, 0, 0)).is_none(),
+        "never answer a RST"
+    );
 }
 
 #[test]
@@ -83,7 +92,10 @@ fn s3_10_7_2_listen_ignores_rst_and_resets_acks() {
     c.handle_segment(t(0), seg(R, 1, 0, 0));
     assert!(sent(&mut c).is_empty());
     c.handle_segment(t(0), seg(A, 1, 42, 0));
-    assert_eq!(sent(&mut c), vec![Segment::control(SeqNum(42), SeqNum(0), R, 0)]);
+    assert_eq!(
+        sent(&mut c),
+        vec![Segment::control(SeqNum(42), SeqNum(0), R, 0)]
+    );
     assert_eq!(c.state(), State::Listen);
 }
 
@@ -94,7 +106,10 @@ fn s3_10_7_2_listen_answers_syn_with_syn_ack() {
     c.handle_segment(t(0), seg(S, 500, 0, 0));
     let out = sent(&mut c);
     assert_eq!(out.len(), 1);
-    assert_eq!((out[0].flags, out[0].seq, out[0].ack), (S | A, SeqNum(100), SeqNum(501)));
+    assert_eq!(
+        (out[0].flags, out[0].seq, out[0].ack),
+        (S | A, SeqNum(100), SeqNum(501))
+    );
     assert_eq!(c.state(), State::SynReceived);
 }
 
@@ -102,7 +117,10 @@ fn s3_10_7_2_listen_answers_syn_with_syn_ack() {
 fn s3_10_7_3_syn_sent_resets_unacceptable_ack() {
     let mut c = syn_sent();
     c.handle_segment(t(1), seg(S | A, 500, 100, 0)); // SEG.ACK =< ISS
-    assert_eq!(sent(&mut c), vec![Segment::control(SeqNum(100), SeqNum(0), R, 0)]);
+    assert_eq!(
+        sent(&mut c),
+        vec![Segment::control(SeqNum(100), SeqNum(0), R, 0)]
+    );
     assert_eq!(c.state(), State::SynSent);
 }
 
@@ -124,7 +142,10 @@ fn s3_10_7_3_syn_ack_establishes_and_acks() {
     c.handle_segment(t(5), seg(S | A, 500, 101, 0));
     assert_eq!(c.state(), State::Established);
     let out = sent(&mut c);
-    assert_eq!((out[0].flags, out[0].seq, out[0].ack), (A, SeqNum(101), SeqNum(501)));
+    assert_eq!(
+        (out[0].flags, out[0].seq, out[0].ack),
+        (A, SeqNum(101), SeqNum(501))
+    );
 }
 
 #[test]
@@ -133,7 +154,10 @@ fn s3_10_7_3_simultaneous_open_goes_to_syn_received() {
     c.handle_segment(t(5), seg(S, 500, 0, 0));
     assert_eq!(c.state(), State::SynReceived);
     let out = sent(&mut c);
-    assert_eq!((out[0].flags, out[0].seq, out[0].ack), (S | A, SeqNum(100), SeqNum(501)));
+    assert_eq!(
+        (out[0].flags, out[0].seq, out[0].ack),
+        (S | A, SeqNum(100), SeqNum(501))
+    );
     c.handle_segment(t(6), seg(S | A, 500, 101, 0).with_window(1000));
     // The peer's SYN,ACK: its SYN is old now (challenge ACK), its ACK completes ours.
     assert_eq!(c.state(), State::SynReceived);
@@ -145,7 +169,10 @@ fn s3_10_7_3_simultaneous_open_goes_to_syn_received() {
 fn s3_10_7_4_table6_unacceptable_segment_gets_ack() {
     let mut c = established();
     c.handle_segment(t(2), seg(A, 400, 101, 10)); // entirely before RCV.NXT
-    assert_eq!(sent(&mut c), vec![Segment::control(SeqNum(101), SeqNum(501), A, 65535)]);
+    assert_eq!(
+        sent(&mut c),
+        vec![Segment::control(SeqNum(101), SeqNum(501), A, 65535)]
+    );
     c.handle_segment(t(2), seg(R, 400, 0, 0)); // unacceptable RST: silently dropped
     assert!(sent(&mut c).is_empty());
     assert_eq!(c.state(), State::Established);
@@ -188,7 +215,10 @@ fn s3_10_7_4_rst_in_syn_received_returns_passive_to_listen() {
     c.handle_segment(t(0), seg(S, 500, 0, 0));
     c.handle_segment(t(1), seg(R, 501, 0, 0));
     assert_eq!(c.state(), State::Listen);
-    assert!(c.poll_timeout().is_none(), "no SYN,ACK retransmission left running");
+    assert!(
+        c.poll_timeout().is_none(),
+        "no SYN,ACK retransmission left running"
+    );
 }
 
 #[test]
@@ -196,7 +226,10 @@ fn s3_10_7_4_rfc5961_syn_in_synchronized_state_gets_challenge_ack() {
     let mut c = established();
     c.handle_segment(t(2), seg(S, 600, 0, 0));
     let out = sent(&mut c);
-    assert_eq!((out[0].flags, out[0].seq, out[0].ack), (A, SeqNum(101), SeqNum(501)));
+    assert_eq!(
+        (out[0].flags, out[0].seq, out[0].ack),
+        (A, SeqNum(101), SeqNum(501))
+    );
     assert_eq!(c.state(), State::Established);
 }
 
@@ -272,7 +305,10 @@ fn s3_6_1_must_13_time_wait_is_two_msl_and_reacks_fin() {
     // A retransmitted FIN: re-ACKed, and the 2·MSL timer restarts.
     c.handle_segment(Duration::from_secs(100), seg(F | A, 501, 102, 0));
     let out = sent(&mut c);
-    assert_eq!((out[0].flags, out[0].seq, out[0].ack), (A, SeqNum(102), SeqNum(502)));
+    assert_eq!(
+        (out[0].flags, out[0].seq, out[0].ack),
+        (A, SeqNum(102), SeqNum(502))
+    );
     assert_eq!(c.poll_timeout(), Some(Duration::from_secs(340)));
     c.handle_timeout(Duration::from_secs(340));
     assert_eq!(c.state(), State::Closed);
@@ -283,7 +319,11 @@ fn s3_4_2_msl_sets_time_wait_in_the_rfc_profile_only() {
     let p = Profile::rfc9293().with_msl(Duration::from_secs(30));
     assert_eq!(p.time_wait, Duration::from_secs(60));
     let l = Profile::linux().with_msl(Duration::from_secs(5));
-    assert_eq!(l.time_wait, Duration::from_secs(60), "TCP_TIMEWAIT_LEN is fixed");
+    assert_eq!(
+        l.time_wait,
+        Duration::from_secs(60),
+        "TCP_TIMEWAIT_LEN is fixed"
+    );
 }
 
 #[test]
@@ -299,7 +339,11 @@ fn s3_10_7_4_rst_in_time_wait_kills_it_unless_rfc1337() {
         c.handle_segment(t(0), seg(F | A, 501, 102, 0));
         assert_eq!(c.state(), State::TimeWait);
         c.handle_segment(t(1), seg(R, 502, 0, 0));
-        let expected = if rfc1337 { State::TimeWait } else { State::Closed };
+        let expected = if rfc1337 {
+            State::TimeWait
+        } else {
+            State::Closed
+        };
         assert_eq!(c.state(), expected);
     }
 }
@@ -318,7 +362,10 @@ fn s3_8_1_retransmission_backs_off_and_gives_up() {
         assert_eq!(out[0].flags, S, "the SYN is retransmitted");
     }
     // 1 + 2 + 4 + ... : each interval doubles (RFC 6298 §5.5), 6 retries then ETIMEDOUT.
-    let gaps: Vec<u64> = deadlines.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect();
+    let gaps: Vec<u64> = deadlines
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs())
+        .collect();
     assert_eq!(gaps, vec![2, 4, 8, 16, 32, 60]);
     assert_eq!(c.state(), State::Closed);
     assert_eq!(c.read(1), Err(CallError::TimedOut));

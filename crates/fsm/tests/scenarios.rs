@@ -36,11 +36,27 @@ fn client_close_puts_time_wait_on_the_client() {
     use State::*;
     assert_eq!(
         visited(&t, Side::A),
-        vec![Closed, SynSent, Established, FinWait1, FinWait2, TimeWait, Closed]
+        vec![
+            Closed,
+            SynSent,
+            Established,
+            FinWait1,
+            FinWait2,
+            TimeWait,
+            Closed
+        ]
     );
     assert_eq!(
         visited(&t, Side::B),
-        vec![Closed, Listen, SynReceived, Established, CloseWait, LastAck, Closed]
+        vec![
+            Closed,
+            Listen,
+            SynReceived,
+            Established,
+            CloseWait,
+            LastAck,
+            Closed
+        ]
     );
     // TIME_WAIT lasts Linux's 60 s.
     let dwell = t.dwell(Side::A);
@@ -51,7 +67,11 @@ fn client_close_puts_time_wait_on_the_client() {
 #[test]
 fn rfc_time_wait_is_two_msl() {
     let t = run("client-close", Profile::rfc9293());
-    let tw = t.dwell(Side::A).into_iter().find(|d| d.0 == State::TimeWait).unwrap();
+    let tw = t
+        .dwell(Side::A)
+        .into_iter()
+        .find(|d| d.0 == State::TimeWait)
+        .unwrap();
     assert_eq!(tw.2.as_secs(), 240);
 }
 
@@ -74,9 +94,9 @@ fn simultaneous_close_goes_through_closing_on_both() {
 }
 
 fn sent_rst(t: &tcpstate_fsm::Timeline) -> bool {
-    t.steps.iter().any(|s| {
-        matches!(&s.kind, tcpstate_fsm::StepKind::Sent { segment, .. } if segment.flags.rst())
-    })
+    t.steps.iter().any(
+        |s| matches!(&s.kind, tcpstate_fsm::StepKind::Sent { segment, .. } if segment.flags.rst()),
+    )
 }
 
 #[test]
@@ -94,7 +114,9 @@ fn lost_final_ack_is_repaired_by_time_wait() {
             .iter()
             .rev()
             .find_map(|s| match s.kind {
-                tcpstate_fsm::StepKind::Transition { trigger, .. } if s.side == Side::B => Some(trigger),
+                tcpstate_fsm::StepKind::Transition { trigger, .. } if s.side == Side::B => {
+                    Some(trigger)
+                }
                 _ => None,
             })
             .unwrap();
@@ -110,7 +132,12 @@ fn lost_fin_is_retransmitted() {
         .iter()
         .filter(|s| s.side == Side::A)
         .filter_map(|s| match &s.kind {
-            tcpstate_fsm::StepKind::Sent { segment, lost, retransmission, .. } if segment.flags.fin() => Some((*lost, *retransmission)),
+            tcpstate_fsm::StepKind::Sent {
+                segment,
+                lost,
+                retransmission,
+                ..
+            } if segment.flags.fin() => Some((*lost, *retransmission)),
             _ => None,
         })
         .collect();
@@ -190,11 +217,19 @@ fn refused_connect() {
 #[test]
 fn time_wait_assassination_and_rfc1337() {
     let t = run("time-wait-assassination", Profile::linux());
-    let tw = t.dwell(Side::A).into_iter().find(|d| d.0 == State::TimeWait).unwrap();
+    let tw = t
+        .dwell(Side::A)
+        .into_iter()
+        .find(|d| d.0 == State::TimeWait)
+        .unwrap();
     assert!(tw.2.as_secs() < 10, "TIME_WAIT cut short: {tw:?}\n{t}");
     let mut protected = Profile::linux();
     protected.rfc1337 = true;
     let t = run("time-wait-assassination", protected);
-    let tw = t.dwell(Side::A).into_iter().find(|d| d.0 == State::TimeWait).unwrap();
+    let tw = t
+        .dwell(Side::A)
+        .into_iter()
+        .find(|d| d.0 == State::TimeWait)
+        .unwrap();
     assert!(tw.2.as_secs() >= 60, "rfc1337 keeps TIME_WAIT: {tw:?}\n{t}");
 }

@@ -8,7 +8,9 @@ use common::{apply, random_action, Action, Observed, Rng};
 use proptest::prelude::*;
 use std::collections::HashSet;
 use std::time::Duration;
-use tcpstate_fsm::{table, Connection, Profile, ScenarioOptions, SeqNum, State, Trigger, SCENARIOS};
+use tcpstate_fsm::{
+    table, Connection, Profile, ScenarioOptions, SeqNum, State, Trigger, SCENARIOS,
+};
 
 /// Profiles the walks use: both flavors with default knobs, plus the knob settings that
 /// open the remaining rows (user timeout, no TIME_WAIT buckets, rfc1337).
@@ -51,8 +53,12 @@ fn machine_makes_only_table_transitions_and_every_row() {
         for seed in 0..3000u64 {
             let iss = SeqNum((seed as u32).wrapping_mul(2_654_435_761));
             for (from, to, trigger) in walk(&profile, seed, 120, iss).transitions {
-                let row = table::lookup(from, to, trigger)
-                    .unwrap_or_else(|| panic!("not in the table: {from} -> {to} ({trigger}), profile {}", profile.flavor.name()));
+                let row = table::lookup(from, to, trigger).unwrap_or_else(|| {
+                    panic!(
+                        "not in the table: {from} -> {to} ({trigger}), profile {}",
+                        profile.flavor.name()
+                    )
+                });
                 assert!(
                     row.applies_to_linux(linux),
                     "{from} -> {to} ({trigger}) made by the {} profile, table says {:?}",
@@ -79,7 +85,9 @@ fn machine_makes_only_table_transitions_and_every_row() {
     let mut missing = Vec::new();
     for row in table::TRANSITIONS {
         for linux in [false, true] {
-            if row.applies_to_linux(linux) && !made.contains(&(linux, row.from, row.to, row.trigger)) {
+            if row.applies_to_linux(linux)
+                && !made.contains(&(linux, row.from, row.to, row.trigger))
+            {
                 missing.push(format!(
                     "{} -> {} ({}) [{}]",
                     row.from,
@@ -90,7 +98,11 @@ fn machine_makes_only_table_transitions_and_every_row() {
             }
         }
     }
-    assert!(missing.is_empty(), "rows never exercised:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "rows never exercised:\n{}",
+        missing.join("\n")
+    );
 }
 
 fn action_strategy() -> impl Strategy<Value = u64> {
@@ -111,7 +123,9 @@ fn check_close_wait_xor_time_wait(transitions: &[(State, State, Trigger)]) -> Re
         saw_cw |= to == State::CloseWait;
         saw_tw |= to == State::TimeWait;
         if saw_cw && saw_tw {
-            return Err(format!("CLOSE_WAIT and TIME_WAIT in one incarnation: {transitions:?}"));
+            return Err(format!(
+                "CLOSE_WAIT and TIME_WAIT in one incarnation: {transitions:?}"
+            ));
         }
     }
     Ok(())
@@ -152,8 +166,14 @@ fn sequence_numbers_wrap_through_a_whole_connection() {
     let o = ScenarioOptions::default();
     let mut s = tcpstate_fsm::Sim::new(
         "wrap",
-        ("client", Connection::new(o.profile.clone(), SeqNum(u32::MAX - 10))),
-        ("server", Connection::new(o.profile.clone(), SeqNum(u32::MAX))),
+        (
+            "client",
+            Connection::new(o.profile.clone(), SeqNum(u32::MAX - 10)),
+        ),
+        (
+            "server",
+            Connection::new(o.profile.clone(), SeqNum(u32::MAX)),
+        ),
         o.latency,
     );
     use tcpstate_fsm::Side::*;
@@ -174,5 +194,14 @@ fn sequence_numbers_wrap_through_a_whole_connection() {
     assert!(t.visited(A, State::TimeWait));
     assert!(t.visited(B, State::LastAck));
     // No retransmission was needed: every ACK across the wrap was understood.
-    assert!(!t.steps.iter().any(|s| matches!(s.kind, tcpstate_fsm::StepKind::Sent { retransmission: true, .. })), "{t}");
+    assert!(
+        !t.steps.iter().any(|s| matches!(
+            s.kind,
+            tcpstate_fsm::StepKind::Sent {
+                retransmission: true,
+                ..
+            }
+        )),
+        "{t}"
+    );
 }
