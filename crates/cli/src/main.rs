@@ -4,8 +4,14 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod args;
 mod capture;
+mod doctor;
+mod explain;
+mod ls;
 mod output;
+mod simulate;
+mod timeline_json;
 
 /// The life and death of TCP connections.
 #[derive(Parser, Debug)]
@@ -17,16 +23,28 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Diagnose this host (the default): CLOSE_WAIT leaks, TIME_WAIT pressure, orphans, dead sockets.
+    Doctor(doctor::Args),
+    /// TCP sockets with state, queues, time in state and owner (like `ss -tanp`).
+    Ls(ls::Args),
     /// Connections in a pcap/pcapng file: both endpoints' states, who closed first, CLOSE_WAIT
     /// dwell, Zeek conn_state/history (`--zeek` for conn.log lines).
     Capture(capture::Args),
+    /// A built-in scenario (two endpoints, the real machine) as a sequence chart.
+    Simulate(simulate::Args),
+    /// What a state means, its ways in and out, how long it lasts, what to do.
+    Explain(explain::Args),
 }
 
 fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        None => Ok(ExitCode::SUCCESS),
+        None => doctor::run(doctor::Args::defaults()?),
+        Some(Command::Doctor(args)) => doctor::run(args),
+        Some(Command::Ls(args)) => ls::run(args),
         Some(Command::Capture(args)) => capture::run(args),
+        Some(Command::Simulate(args)) => simulate::run(args),
+        Some(Command::Explain(args)) => explain::run(args),
     }
 }
 

@@ -190,12 +190,21 @@ pub struct Socket {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct StateTime {
     /// Time in the current state, when known (exact or estimated, see `estimated`).
-    #[serde(rename = "age_s", serialize_with = "ser_opt_secs")]
+    #[serde(
+        rename = "age_s",
+        serialize_with = "ser_opt_secs",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub age: Option<Duration>,
     /// Time left before the kernel drops the socket (TIME_WAIT, orphaned FIN_WAIT_2).
-    #[serde(rename = "left_s", serialize_with = "ser_opt_secs")]
+    #[serde(
+        rename = "left_s",
+        serialize_with = "ser_opt_secs",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub left: Option<Duration>,
     /// The age is an estimate, not a kernel timestamp.
+    #[serde(rename = "age_estimated")]
     pub estimated: bool,
 }
 
