@@ -230,9 +230,12 @@ impl Decoder {
             return Err(Skip::Truncated("IPv6 header"));
         }
         let plen = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
-        let src = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&ip[8..24]).unwrap_or_default()));
-        let mut dst =
-            IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&ip[24..40]).unwrap_or_default()));
+        let src = IpAddr::V6(Ipv6Addr::from(
+            <[u8; 16]>::try_from(&ip[8..24]).unwrap_or_default(),
+        ));
+        let mut dst = IpAddr::V6(Ipv6Addr::from(
+            <[u8; 16]>::try_from(&ip[24..40]).unwrap_or_default(),
+        ));
         // Payload length 0 with a jumbogram or TSO: use what was captured.
         let end = if plen == 0 { ip.len() } else { 40 + plen };
         let mut next = ip[6];
@@ -243,7 +246,9 @@ impl Decoder {
             match next {
                 6 => break,
                 0 | 43 | 60 | 135 | 139 | 140 => {
-                    let h = ip.get(at..at + 8).ok_or(Skip::Truncated("IPv6 extension header"))?;
+                    let h = ip
+                        .get(at..at + 8)
+                        .ok_or(Skip::Truncated("IPv6 extension header"))?;
                     let len = (usize::from(h[1]) + 1) * 8;
                     let hdr = ip
                         .get(at..at + len)
@@ -270,7 +275,9 @@ impl Decoder {
                     at += len;
                 }
                 44 => {
-                    let h = ip.get(at..at + 8).ok_or(Skip::Truncated("IPv6 fragment header"))?;
+                    let h = ip
+                        .get(at..at + 8)
+                        .ok_or(Skip::Truncated("IPv6 fragment header"))?;
                     let off_m = u16::from_be_bytes([h[2], h[3]]);
                     let id = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
                     fragment = Some((usize::from(off_m >> 3) * 8, off_m & 1 != 0, id));
@@ -516,7 +523,9 @@ pub fn link_payload(link: LinkType, frame: &[u8]) -> Result<&[u8], Skip> {
         }
         276 => {
             // Linux cooked v2: 20-byte header, protocol first.
-            let h = frame.get(..20).ok_or(Skip::Truncated("Linux SLL2 header"))?;
+            let h = frame
+                .get(..20)
+                .ok_or(Skip::Truncated("Linux SLL2 header"))?;
             ether_type_payload(u16::from_be_bytes([h[0], h[1]]), &frame[20..])
         }
         other => Err(Skip::UnknownLinkType(other)),
@@ -578,8 +587,26 @@ mod tests {
     pub(crate) fn ipv4_tcp(flags: u8, payload: &[u8]) -> Vec<u8> {
         let total = 40 + payload.len();
         let mut p = vec![
-            0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10,
-            0, 0, 2,
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            1,
+            0x40,
+            0,
+            64,
+            6,
+            0,
+            0,
+            10,
+            0,
+            0,
+            1,
+            10,
+            0,
+            0,
+            2,
         ];
         let c = !ones_complement(&p, 0);
         p[10..12].copy_from_slice(&c.to_be_bytes());
@@ -631,7 +658,10 @@ mod tests {
         assert_eq!(link_payload(LinkType::LINUX_SLL2, &sll2).unwrap(), &ip[..]);
         let mut sll = vec![0u8; 14];
         sll.extend([0x86, 0xdd]);
-        assert_eq!(link_payload(LinkType::LINUX_SLL, &sll).unwrap(), &[] as &[u8]);
+        assert_eq!(
+            link_payload(LinkType::LINUX_SLL, &sll).unwrap(),
+            &[] as &[u8]
+        );
         for af in [2u32, 10, 24, 28, 30] {
             for bytes in [af.to_le_bytes(), af.to_be_bytes()] {
                 let mut null = bytes.to_vec();
@@ -642,7 +672,10 @@ mod tests {
             lo.extend(&ip);
             assert_eq!(link_payload(LinkType::LOOP, &lo).unwrap(), &ip[..]);
         }
-        assert_eq!(link_payload(LinkType(147), &ip), Err(Skip::UnknownLinkType(147)));
+        assert_eq!(
+            link_payload(LinkType(147), &ip),
+            Err(Skip::UnknownLinkType(147))
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! let summary = analyze_file("trace.pcap", Options::default(), &mut |conn| {
 //!     let _ = (conn.orig, conn.zeek.conn_state, conn.rfc.closed_first);
 //! }).unwrap();
+//! assert!(summary.error.is_none());
 //! assert!(summary.totals.segments > 0);
 //! ```
 #![deny(missing_docs)]
@@ -124,11 +125,15 @@ pub const ZEEK_HEADER: &str = "#separator \\x09\n#set_separator\t,\n#empty_field
 /// Seconds with six decimals, as Zeek prints times and intervals (truncated to µs).
 pub fn format_time(ns: i64) -> String {
     let us = ns.div_euclid(1000);
-    format!("{}.{:06}", us.div_euclid(1_000_000), us.rem_euclid(1_000_000))
+    format!(
+        "{}.{:06}",
+        us.div_euclid(1_000_000),
+        us.rem_euclid(1_000_000)
+    )
 }
 
 /// What a whole capture gave besides its connections.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct CaptureSummary {
     /// Frames read.
     pub frames: u64,
@@ -140,25 +145,29 @@ pub struct CaptureSummary {
     pub damaged: Vec<(u64, String)>,
     /// The format read.
     pub format: Option<Format>,
+    /// A read error part-way through the file: the connections reported cover the packets
+    /// before it.
+    pub error: Option<CaptureError>,
 }
 
-/// Analyse a capture file; `out` receives each connection as it finishes.
+/// Analyse a capture file; `out` receives each connection as it finishes. An error opening
+/// the file is an `Err`; an error part-way is in [`CaptureSummary::error`].
 pub fn analyze_file(
     path: impl AsRef<Path>,
     opts: Options,
     out: &mut dyn FnMut(ConnectionReport),
-) -> Result<CaptureSummary, (CaptureError, CaptureSummary)> {
-    let reader = CaptureReader::open(path).map_err(|e| (e, CaptureSummary::default()))?;
-    analyze(reader, opts, out)
+) -> Result<CaptureSummary, CaptureError> {
+    let reader = CaptureReader::open(path)?;
+    Ok(analyze(reader, opts, out))
 }
 
 /// Analyse a capture from a reader. On a read error part-way, the connections seen so far
-/// are still reported through `out`, and the error comes back with the summary.
+/// are still reported through `out`, and the error is in [`CaptureSummary::error`].
 pub fn analyze<R: Read>(
     mut reader: CaptureReader<R>,
     opts: Options,
     out: &mut dyn FnMut(ConnectionReport),
-) -> Result<CaptureSummary, (CaptureError, CaptureSummary)> {
+) -> CaptureSummary {
     let mut summary = CaptureSummary {
         format: Some(reader.format()),
         ..CaptureSummary::default()
@@ -186,10 +195,8 @@ pub fn analyze<R: Read>(
         }
     };
     summary.totals = tracker.finish(out);
-    match result {
-        Ok(()) => Ok(summary),
-        Err(e) => Err((e, summary)),
-    }
+    summary.error = result.err();
+    summary
 }
 
 fn record_skip(summary: &mut CaptureSummary, offset: u64, skip: Skip) {

@@ -82,7 +82,7 @@ struct Interface {
 
 impl Interface {
     /// Timestamp units to nanoseconds, in 128-bit arithmetic so no resolution overflows.
-    fn to_ns(&self, units: u64) -> i64 {
+    fn to_ns(self, units: u64) -> i64 {
         let units = units as i128;
         let ns: i128 = if self.binary {
             let shift = u32::from(self.tsresol.min(120));
@@ -402,17 +402,15 @@ impl<R: Read> CaptureReader<R> {
                             ),
                         });
                     }
-                    let iface =
-                        *self
-                            .interfaces
-                            .get(if_id as usize)
-                            .ok_or_else(|| CaptureError::Malformed {
-                                offset: start,
-                                reason: format!(
-                                    "packet on interface {if_id}, but the section describes {}",
-                                    self.interfaces.len()
-                                ),
-                            })?;
+                    let iface = *self.interfaces.get(if_id as usize).ok_or_else(|| {
+                        CaptureError::Malformed {
+                            offset: start,
+                            reason: format!(
+                                "packet on interface {if_id}, but the section describes {}",
+                                self.interfaces.len()
+                            ),
+                        }
+                    })?;
                     return Ok(Some(Packet {
                         ts_ns: iface.to_ns(ts),
                         link: iface.link,
@@ -559,7 +557,13 @@ mod tests {
             for be in [false, true] {
                 let f = pcap_file(magic, be, 101, &[(10, 500, b"abc"), (11, 7, b"")]);
                 let mut r = CaptureReader::new(&f[..]).unwrap();
-                assert_eq!(r.format(), Format::Pcap { nanos, big_endian: be });
+                assert_eq!(
+                    r.format(),
+                    Format::Pcap {
+                        nanos,
+                        big_endian: be
+                    }
+                );
                 let p = r.next_packet().unwrap().unwrap();
                 let frac = if nanos { 500 } else { 500_000 };
                 assert_eq!(p.ts_ns, 10_000_000_000 + frac);
@@ -580,7 +584,15 @@ mod tests {
         let mut r = CaptureReader::new(&f[..]).unwrap();
         let err = r.next_packet().unwrap_err();
         assert!(
-            matches!(err, CaptureError::Truncated { offset: 24, needed: 22, available: 20, .. }),
+            matches!(
+                err,
+                CaptureError::Truncated {
+                    offset: 24,
+                    needed: 22,
+                    available: 20,
+                    ..
+                }
+            ),
             "{err}"
         );
         assert!(err.to_string().contains("offset 24"));
@@ -597,7 +609,10 @@ mod tests {
             .unwrap()
             .next_packet()
             .unwrap_err();
-        assert!(matches!(err, CaptureError::AbsurdLength { offset: 24, .. }), "{err}");
+        assert!(
+            matches!(err, CaptureError::AbsurdLength { offset: 24, .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -610,7 +625,7 @@ mod tests {
     fn block(be: bool, ty: u32, body: &[u8]) -> Vec<u8> {
         let w32 = |v: u32| if be { v.to_be_bytes() } else { v.to_le_bytes() };
         let mut body = body.to_vec();
-        while body.len() % 4 != 0 {
+        while !body.len().is_multiple_of(4) {
             body.push(0);
         }
         let total = body.len() as u32 + 12;
@@ -648,7 +663,7 @@ mod tests {
             body.extend(w16(*code));
             body.extend(w16(v.len() as u16));
             let mut v = v.clone();
-            while v.len() % 4 != 0 {
+            while !v.len().is_multiple_of(4) {
                 v.push(0);
             }
             body.extend(v);
@@ -693,7 +708,10 @@ mod tests {
             f.extend(epb(!be, 0, 5, b"v6"));
             let mut r = CaptureReader::new(&f[..]).unwrap();
             let p = r.next_packet().unwrap().unwrap();
-            assert_eq!((p.link, p.ts_ns, p.data), (LinkType::ETHERNET, 1_500_000_000, &b"e"[..]));
+            assert_eq!(
+                (p.link, p.ts_ns, p.data),
+                (LinkType::ETHERNET, 1_500_000_000, &b"e"[..])
+            );
             let p = r.next_packet().unwrap().unwrap();
             assert_eq!(p.link, LinkType::LINUX_SLL);
             assert_eq!(p.ts_ns, 102_000_000_007);
@@ -701,7 +719,10 @@ mod tests {
             let p = r.next_packet().unwrap().unwrap();
             assert_eq!(p.ts_ns, 3_500_000_000);
             let p = r.next_packet().unwrap().unwrap();
-            assert_eq!((p.link, p.ts_ns, p.data), (LinkType::IPV6, 5_000, &b"v6"[..]));
+            assert_eq!(
+                (p.link, p.ts_ns, p.data),
+                (LinkType::IPV6, 5_000, &b"v6"[..])
+            );
             assert!(r.next_packet().unwrap().is_none());
         }
     }
@@ -714,6 +735,9 @@ mod tests {
             .unwrap()
             .next_packet()
             .unwrap_err();
-        assert!(matches!(err, CaptureError::Malformed { offset: 28, .. }), "{err}");
+        assert!(
+            matches!(err, CaptureError::Malformed { offset: 28, .. }),
+            "{err}"
+        );
     }
 }

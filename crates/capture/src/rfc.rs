@@ -283,7 +283,9 @@ impl RfcView {
         let mut problem = None;
         if f.rst() {
             if let Err(e) = m.abort(at) {
-                problem = Some(format!("RST sent in {state:?}: the machine refuses abort ({e})"));
+                problem = Some(format!(
+                    "RST sent in {state:?}: the machine refuses abort ({e})"
+                ));
             }
         } else {
             if s.len > 0 && !f.syn() {
@@ -360,8 +362,8 @@ impl RfcView {
             timeline.visited(Side::A, State::TimeWait),
             timeline.visited(Side::B, State::TimeWait),
         ];
-        let simultaneous_close = timeline.visited(Side::A, State::Closing)
-            || timeline.visited(Side::B, State::Closing);
+        let simultaneous_close =
+            timeline.visited(Side::A, State::Closing) || timeline.visited(Side::B, State::Closing);
         let mut close_wait = [None, None];
         let mut close_wait_open = [false, false];
         for (k, s) in [Side::A, Side::B].into_iter().enumerate() {
@@ -375,7 +377,9 @@ impl RfcView {
             }
         }
         let reset = match (facts[0].rst, facts[1].rst) {
-            (Some((a, sa)), Some((b, sb))) => Some(if b < a { (Side::B, sb) } else { (Side::A, sa) }),
+            (Some((a, sa)), Some((b, sb))) => {
+                Some(if b < a { (Side::B, sb) } else { (Side::A, sa) })
+            }
             (Some((_, sa)), None) => Some((Side::A, sa)),
             (None, Some((_, sb))) => Some((Side::B, sb)),
             (None, None) => None,

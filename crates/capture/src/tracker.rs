@@ -336,7 +336,11 @@ impl Tracker {
             if c.inactivity_timeout != TCP_INACTIVITY_TIMEOUT {
                 c.inactivity_timeout = TCP_INACTIVITY_TIMEOUT;
                 c.inactivity_gen += 1;
-                self.add_timer(slot, last_ns + TCP_INACTIVITY_TIMEOUT, TimerKind::Inactivity);
+                self.add_timer(
+                    slot,
+                    last_ns + TCP_INACTIVITY_TIMEOUT,
+                    TimerKind::Inactivity,
+                );
             }
         }
         if fx.attempt_timer {
@@ -354,10 +358,10 @@ impl Tracker {
     fn create(&mut self, ts_ns: i64, key: FlowKey, seg: &TcpSegment) -> usize {
         self.next_id += 1;
         let mut zeek = ZeekConn::new();
-        let flip = self
-            .opts
-            .server_ports
-            .flip_at_creation(seg.src.port(), seg.dst.port(), seg.flags);
+        let flip =
+            self.opts
+                .server_ports
+                .flip_at_creation(seg.src.port(), seg.dst.port(), seg.flags);
         if flip {
             zeek.flip_roles();
         }
@@ -434,8 +438,9 @@ fn report(c: Conn) -> ConnectionReport {
             resp_ip_bytes,
         },
         bad_checksums: c.bad_checksums,
-        rfc: c
-            .rfc
-            .finish(o, std::time::Duration::from_nanos((c.last_any_ns - c.start_ns).max(0) as u64)),
+        rfc: c.rfc.finish(
+            o,
+            std::time::Duration::from_nanos((c.last_any_ns - c.start_ns).max(0) as u64),
+        ),
     }
 }

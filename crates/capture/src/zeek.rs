@@ -428,6 +428,8 @@ impl ZeekConn {
     /// Process one packet from endpoint `i` (`TCPSessionAdapter::Process` and the parts of
     /// `TCPAnalyzer::DeliverPacket` after the checksum). `sets_last_time` is told whether
     /// the session's last time should advance (both sides not yet closed).
+    // The arguments are the header fields Zeek's `Process` reads; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub fn process(
         &mut self,
         i: usize,
@@ -503,7 +505,8 @@ impl ZeekConn {
         }
         let delta_last = self.update_last_seq(i, seq_one_past, flags, len);
 
-        let (do_close, gen_event) = self.update_state_machine(i, seq, ack, len, delta_last, flags, &mut fx);
+        let (do_close, gen_event) =
+            self.update_state_machine(i, seq, ack, len, delta_last, flags, &mut fx);
 
         if flags.ack() {
             self.ack_received(p, rel_ack);
@@ -729,9 +732,7 @@ impl ZeekConn {
                     self.set_state(i, ZeekState::Reset, fx);
                     do_close = true;
                     let peer = &self.ep[p];
-                    if peer.state != ZeekState::Reset
-                        || peer.prev_state != ZeekState::Established
-                    {
+                    if peer.state != ZeekState::Reset || peer.prev_state != ZeekState::Established {
                         self.is_active = false;
                     }
                 }
@@ -847,11 +848,9 @@ impl ZeekConn {
             self.trim_to_seq(i, to);
         }
         let e = &self.ep[i];
-        if e.no_data_acked() && e.reasm.undelivered_bytes() > MAX_ABOVE_HOLE_WITHOUT_ACKS {
-            let r = &mut self.ep[i].reasm;
-            r.blocks.clear();
-            r.skip = true;
-        } else if e.reasm.block_bytes() > EXCESSIVE_DATA_WITHOUT_ACKS {
+        if (e.no_data_acked() && e.reasm.undelivered_bytes() > MAX_ABOVE_HOLE_WITHOUT_ACKS)
+            || e.reasm.block_bytes() > EXCESSIVE_DATA_WITHOUT_ACKS
+        {
             let r = &mut self.ep[i].reasm;
             r.blocks.clear();
             r.skip = true;
@@ -932,9 +931,7 @@ impl ZeekConn {
         let ack = Endpoint::full(e.ack_seq, e.ack_wraps);
         let top = last.max(ack);
         let mut size = top.wrapping_sub(e.start_seq as u64);
-        if size != 0 {
-            size -= 1;
-        }
+        size = size.saturating_sub(1);
         if e.fin_cnt > 0 && size != 0 {
             size -= 1;
         }
@@ -1070,7 +1067,10 @@ pub const LIKELY_SERVER_PORTS: &[u16] = &[
 pub const PROTOCOL_PORTS: &[(&str, &[u16])] = &[
     ("http", &[80, 81, 631, 1080, 3128, 8000, 8080, 8888]),
     ("ftp", &[21, 2811]),
-    ("ssl", &[443, 465, 563, 585, 614, 636, 989, 990, 992, 993, 995, 5223]),
+    (
+        "ssl",
+        &[443, 465, 563, 585, 614, 636, 989, 990, 992, 993, 995, 5223],
+    ),
     ("krb", &[88]),
     ("imap", &[143]),
     ("xmpp", &[5222, 5269]),

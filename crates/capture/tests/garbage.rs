@@ -15,8 +15,12 @@ fn seed() -> Vec<u8> {
         f.extend(65535u32.to_le_bytes());
         f.extend(101u32.to_le_bytes());
         f.extend([1, 0, 0, 0, 0, 0, 0, 0, 40, 0, 0, 0, 40, 0, 0, 0]);
-        f.extend([0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
-        f.extend([0, 1, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+        f.extend([
+            0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ]);
+        f.extend([
+            0, 1, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0,
+        ]);
         f
     })
 }
@@ -31,7 +35,7 @@ fn run_all(bytes: &[u8]) {
     ] {
         if let Ok(reader) = CaptureReader::new(bytes) {
             let mut n = 0;
-            let _ = analyze(reader, opts, &mut |c| {
+            let _ = analyze(reader, opts.clone(), &mut |c| {
                 n += 1;
                 let _ = c.zeek_line("X");
             });
@@ -86,7 +90,7 @@ fn every_truncation_of_a_real_trace_is_a_clean_error_or_end() {
         match CaptureReader::new(&f[..n]) {
             Err(e) => assert!(!e.to_string().is_empty()),
             Ok(reader) => {
-                if let Err((e, _)) = analyze(reader, Options::default(), &mut |_| {}) {
+                if let Some(e) = analyze(reader, Options::default(), &mut |_| {}).error {
                     assert!(e.to_string().contains("offset"), "{e}");
                 }
             }

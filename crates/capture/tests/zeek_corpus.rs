@@ -102,8 +102,14 @@ fn run(trace: &Path, flags: &str) -> Vec<Row> {
         },
     };
     let mut rows = Vec::new();
-    analyze_file(trace, opts, &mut |c| rows.push(ours(&c)))
-        .unwrap_or_else(|(e, _)| panic!("{}: {e}", trace.display()));
+    let summary = analyze_file(trace, opts, &mut |c| rows.push(ours(&c)))
+        .unwrap_or_else(|e| panic!("{}: {e}", trace.display()));
+    assert!(
+        summary.error.is_none(),
+        "{}: {:?}",
+        trace.display(),
+        summary.error
+    );
     rows
 }
 
@@ -119,9 +125,9 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str)] = &[(
 )];
 
 fn known(case: &str, tuple: &str, field: &str) -> bool {
-    KNOWN_DIFFERENCES.iter().any(|(c, t, f, _)| {
-        *c == case && (*t == "*" || *t == tuple) && (*f == "*" || *f == field)
-    })
+    KNOWN_DIFFERENCES
+        .iter()
+        .any(|(c, t, f, _)| *c == case && (*t == "*" || *t == tuple) && (*f == "*" || *f == field))
 }
 
 #[test]
@@ -138,12 +144,25 @@ fn zeek_corpus_conn_state_and_history() {
             continue;
         }
         let baseline = std::fs::read_to_string(dir.join(f[2])).unwrap();
-        cases.push((f[0].into(), dir.join(f[1]), parse_baseline(&baseline), f[3].into()));
+        cases.push((
+            f[0].into(),
+            dir.join(f[1]),
+            parse_baseline(&baseline),
+            f[3].into(),
+        ));
     }
     // The four RST traces: `history, conn_state` lines, run with -b -C.
     let rst = std::fs::read_to_string(dir.join("baselines/conn_state-RST-behavior.out")).unwrap();
-    let names = ["single-rst", "syn-then-rst", "syn-then-ack-then-rst", "syn-then-stuff-then-rst"];
-    for (name, line) in names.iter().zip(rst.lines().filter(|l| !l.starts_with('#'))) {
+    let names = [
+        "single-rst",
+        "syn-then-rst",
+        "syn-then-ack-then-rst",
+        "syn-then-stuff-then-rst",
+    ];
+    for (name, line) in names
+        .iter()
+        .zip(rst.lines().filter(|l| !l.starts_with('#')))
+    {
         let (history, state) = line.split_once(", ").unwrap();
         let trace = dir.join(format!("traces/tcp__{name}.pcap"));
         let mut ours_rows = run(&trace, "-b -C");
@@ -154,7 +173,12 @@ fn zeek_corpus_conn_state_and_history() {
             conn_state: state.into(),
             ..row.clone()
         };
-        cases.push((format!("conn_state-RST-behavior/{name}"), trace, vec![expected], "-b -C".into()));
+        cases.push((
+            format!("conn_state-RST-behavior/{name}"),
+            trace,
+            vec![expected],
+            "-b -C".into(),
+        ));
     }
 
     let fields: [(&str, fn(&Row) -> &String); 10] = [
@@ -181,7 +205,10 @@ fn zeek_corpus_conn_state_and_history() {
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for e in expected {
             let k = seen.entry(&e.tuple).or_default();
-            let g = got_by.get(e.tuple.as_str()).and_then(|v| v.get(*k)).copied();
+            let g = got_by
+                .get(e.tuple.as_str())
+                .and_then(|v| v.get(*k))
+                .copied();
             *k += 1;
             for (name, get) in &fields {
                 let entry = matched.entry(name).or_default();
@@ -214,5 +241,10 @@ fn zeek_corpus_conn_state_and_history() {
         let (ok, all) = matched[n];
         eprintln!("match rate {n}: {ok}/{all}");
     }
-    assert!(unexpected.is_empty(), "{} unexpected differences:\n{}", unexpected.len(), unexpected.join("\n"));
+    assert!(
+        unexpected.is_empty(),
+        "{} unexpected differences:\n{}",
+        unexpected.len(),
+        unexpected.join("\n")
+    );
 }

@@ -101,7 +101,9 @@ fn conn_json(c: &ConnectionReport) -> Value {
         .steps
         .iter()
         .filter_map(|s| match &s.kind {
-            StepKind::Note(t) => Some(json!({"at_s": s.at.as_secs_f64(), "side": side_name(s.side), "note": t})),
+            StepKind::Note(t) => {
+                Some(json!({"at_s": s.at.as_secs_f64(), "side": side_name(s.side), "note": t}))
+            }
             _ => None,
         })
         .collect();
@@ -147,7 +149,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let names: Vec<&str> = args.load.iter().map(String::as_str).collect();
         ServerPorts::bare(&names).with_context(|| {
             let known: Vec<&str> = PROTOCOL_PORTS.iter().map(|(n, _)| *n).collect();
-            format!("unknown protocol in --load {:?}; known: {}", args.load, known.join(", "))
+            format!(
+                "unknown protocol in --load {:?}; known: {}",
+                args.load,
+                known.join(", ")
+            )
         })?
     } else {
         ServerPorts::default_list()
@@ -167,7 +173,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let table_header = format!(
         "{:>4}  {:<44} {:>17} {:>11}  {:<11} {:<11} {:<6} {:>11} {:<4} {:<6} {}",
-        "ID", "ORIG -> RESP", "START", "DURATION", "ORIG END", "RESP END", "CLOSE1", "CLOSE_WAIT", "TW", "STATE", "HISTORY"
+        "ID",
+        "ORIG -> RESP",
+        "START",
+        "DURATION",
+        "ORIG END",
+        "RESP END",
+        "CLOSE1",
+        "CLOSE_WAIT",
+        "TW",
+        "STATE",
+        "HISTORY"
     );
     let mut header_done = false;
     let result = analyze_file(&args.file, opts, &mut |c| {
@@ -197,7 +213,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .close_wait
                     .iter()
                     .zip(r.close_wait_open)
-                    .find_map(|(d, open)| d.map(|d| format!("{}{}", ms(d), if open { "+" } else { "" })))
+                    .find_map(|(d, open)| {
+                        d.map(|d| format!("{}{}", ms(d), if open { "+" } else { "" }))
+                    })
                     .unwrap_or_else(|| "-".into());
                 writeln!(
                     out,
@@ -220,14 +238,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                             StepKind::Transition { from, to, trigger } => {
                                 format!("{} -> {} ({trigger})", from.name(), to.name())
                             }
-                            StepKind::Sent { segment, retransmission, .. } => format!(
+                            StepKind::Sent {
+                                segment,
+                                retransmission,
+                                ..
+                            } => format!(
                                 "sent {segment}{}",
-                                if *retransmission { " (retransmission)" } else { "" }
+                                if *retransmission {
+                                    " (retransmission)"
+                                } else {
+                                    ""
+                                }
                             ),
                             StepKind::Note(t) => format!("note: {t}"),
                             _ => continue,
                         };
-                        writeln!(out, "        {:>12}  {}  {what}", ms(step.at), side_name(step.side))?;
+                        writeln!(
+                            out,
+                            "        {:>12}  {}  {what}",
+                            ms(step.at),
+                            side_name(step.side)
+                        )?;
                     }
                 }
             }
@@ -240,13 +271,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(e) = write_err {
         return Err(e.into());
     }
-    let (summary, error) = match result {
-        Ok(s) => (s, None),
-        Err((e, s)) => (s, Some(e)),
-    };
+    let mut summary = result.with_context(|| format!("reading {}", args.file.display()))?;
+    let error = summary.error.take();
     if args.json {
-        let skipped: serde_json::Map<String, Value> =
-            summary.skipped.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        let skipped: serde_json::Map<String, Value> = summary
+            .skipped
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
         let doc = json!({
             "version": 1,
             "file": args.file.display().to_string(),
@@ -277,7 +309,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     for (offset, why) in &summary.damaged {
-        eprintln!("tcpstate: warning: {}: frame at file offset {offset} skipped: {why}", args.file.display());
+        eprintln!(
+            "tcpstate: warning: {}: frame at file offset {offset} skipped: {why}",
+            args.file.display()
+        );
     }
     if let Some(e) = error {
         return Err(anyhow::Error::new(e).context(format!(
