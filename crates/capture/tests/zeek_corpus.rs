@@ -32,6 +32,9 @@ struct Row {
     resp_ip_bytes: String,
 }
 
+/// How to read one field of a row.
+type Field = fn(&Row) -> &String;
+
 fn parse_baseline(text: &str) -> Vec<Row> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
@@ -181,7 +184,7 @@ fn zeek_corpus_conn_state_and_history() {
         ));
     }
 
-    let fields: [(&str, fn(&Row) -> &String); 10] = [
+    let fields: [(&str, Field); 10] = [
         ("conn_state", |r| &r.conn_state),
         ("history", |r| &r.history),
         ("orig_pkts", |r| &r.orig_pkts),
