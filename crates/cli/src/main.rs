@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod args;
 mod capture;
+mod diagram;
 mod doctor;
 mod explain;
 mod ls;
@@ -34,6 +35,8 @@ enum Command {
     Simulate(simulate::Args),
     /// What a state means, its ways in and out, how long it lasts, what to do.
     Explain(explain::Args),
+    /// The state diagram from the transition table (dot, SVG or Mermaid).
+    Diagram(diagram::Args),
 }
 
 fn run() -> anyhow::Result<ExitCode> {
@@ -45,6 +48,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Some(Command::Capture(args)) => capture::run(args),
         Some(Command::Simulate(args)) => simulate::run(args),
         Some(Command::Explain(args)) => explain::run(args),
+        Some(Command::Diagram(args)) => diagram::run(args),
     }
 }
 

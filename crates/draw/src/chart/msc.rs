@@ -81,12 +81,18 @@ pub(super) fn render(t: &Timeline, rows: &[Row]) -> String {
                     label.push_str(" (send not seen)");
                 }
                 if *lost {
-                    arcs.push(format!("{me} -x {other} [label={}]", quote(&label)));
+                    arcs.push(format!(
+                        "{me} -x {other} [label={}, textbgcolour=\"white\"]",
+                        quote(&label)
+                    ));
                 } else {
                     // Slanted to the first arrival's row.
                     let skip = arrivals.first().map_or(0, |(_, r)| r.saturating_sub(i));
                     let style = if *sent_seen { "->" } else { ":>" };
-                    let mut arc = format!("{me} {style} {other} [label={}", quote(&label));
+                    let mut arc = format!(
+                        "{me} {style} {other} [label={}, textbgcolour=\"white\"",
+                        quote(&label)
+                    );
                     if skip > 0 {
                         let _ = write!(arc, ", arcskip=\"{skip}\"");
                     }

@@ -24,9 +24,17 @@ const GAP: &str = "  ";
 pub(super) fn render(t: &Timeline, rows: &[Row]) -> String {
     // Column contents first, to size the columns.
     let cells: Vec<[String; 3]> = rows.iter().map(cells).collect();
+    // A note may be long: it runs past its column (its row has no arrow) and does not
+    // widen the chart.
+    let sized: Vec<&[String; 3]> = rows
+        .iter()
+        .zip(&cells)
+        .filter(|(r, _)| !matches!(r.kind, RowKind::Note(_)))
+        .map(|(_, c)| c)
+        .collect();
     let initial = initial_states(t);
     let col_w = |i: usize, name: &str, init: Option<&str>| {
-        cells
+        sized
             .iter()
             .map(|c| c[i].chars().count())
             .chain([name.chars().count(), init.map_or(0, |s| s.len())])
@@ -78,15 +86,6 @@ pub(super) fn render(t: &Timeline, rows: &[Row]) -> String {
             seconds(row.at)
         };
         let mid = arrow(row, mid_w);
-        if let RowKind::Note(n) = &row.kind {
-            let who = t.name(row.side);
-            let _ = writeln!(
-                out,
-                "{}",
-                line(&time, &format!("note ({who}): {n}"), "", "")
-            );
-            continue;
-        }
         let _ = writeln!(out, "{}", line(&time, left, &mid, right));
     }
     out
@@ -98,7 +97,8 @@ fn cells(row: &Row) -> [String; 3] {
         RowKind::Call(c) => call_label(c),
         RowKind::Timer(k) => timer_label(*k),
         RowKind::State(s) => format!("[{}]", s.name()),
-        RowKind::Segment { .. } | RowKind::Arrival { .. } | RowKind::Note(_) => String::new(),
+        RowKind::Note(n) => format!("note: {n}"),
+        RowKind::Segment { .. } | RowKind::Arrival { .. } => String::new(),
     };
     // On a segment's row, the receiver's column tells what became of it.
     let fate = match &row.kind {

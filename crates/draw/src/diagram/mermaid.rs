@@ -37,7 +37,8 @@ fn side_word(side: Side) -> &'static str {
 pub(super) fn render(d: &Diagram) -> String {
     let mut s = String::new();
     s.push_str("---\n");
-    let _ = writeln!(s, "title: {}", d.title());
+    // Quoted: the title contains ": ", which YAML would read as a mapping.
+    let _ = writeln!(s, "title: \"{}\"", d.title().replace('"', "'"));
     s.push_str("---\n");
     s.push_str("stateDiagram-v2\n");
     for node in d.nodes() {

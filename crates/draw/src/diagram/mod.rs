@@ -61,6 +61,8 @@ pub enum DiagramFormat {
     Dot,
     /// SVG: Graphviz's layout when `dot` is installed, the built-in layout otherwise.
     Svg,
+    /// SVG from Graphviz; [`DrawError::GraphvizMissing`] when it is not installed.
+    SvgGraphviz,
     /// SVG from the built-in layout, whether or not Graphviz is installed.
     SvgBuiltin,
     /// Mermaid `stateDiagram-v2`.
@@ -350,6 +352,7 @@ pub fn diagram(profile: DiagramProfile, format: DiagramFormat) -> Result<String,
         DiagramFormat::Dot => Ok(dot::render(&d)),
         DiagramFormat::Mermaid => Ok(mermaid::render(&d)),
         DiagramFormat::SvgBuiltin => Ok(svg::render(&d)),
+        DiagramFormat::SvgGraphviz => crate::graphviz::dot_to_svg(&dot::render(&d)),
         DiagramFormat::Svg => match crate::graphviz::dot_to_svg(&dot::render(&d)) {
             Ok(svg) => Ok(svg),
             Err(DrawError::GraphvizMissing) => Ok(svg::render(&d)),
