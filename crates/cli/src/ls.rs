@@ -186,6 +186,11 @@ pub fn attach_owners(
     use tcpstate_host::owners::{scan, OwnerQuery};
     let mut q = OwnerQuery {
         known: known_for_dead,
+        netns: snap
+            .namespaces
+            .iter()
+            .map(|n| n.inode)
+            .collect::<Option<HashSet<u64>>>(),
         ..Default::default()
     };
     for s in snap.sockets.iter().filter(|s| s.inode != 0 && pick(s)) {

@@ -448,11 +448,11 @@ fn time_wait_findings(snap: &Snapshot, t: &Thresholds, out: &mut Vec<Finding>) {
 
 type PeerKey = (usize, String);
 
-fn group_by<'a>(
-    snap: &'a Snapshot,
+fn group_by(
+    snap: &Snapshot,
     pred: impl Fn(&Socket) -> bool,
     key: impl Fn(&Socket) -> String,
-) -> BTreeMap<PeerKey, Vec<&'a Socket>> {
+) -> BTreeMap<PeerKey, Vec<&Socket>> {
     let mut g: BTreeMap<PeerKey, Vec<&Socket>> = BTreeMap::new();
     for s in snap.sockets.iter().filter(|s| pred(s)) {
         g.entry((s.netns, key(s))).or_default().push(s);

@@ -230,7 +230,7 @@ impl Filter {
         }
         let Some(o) = &s.owner else { return false };
         (self.pids.is_empty() || self.pids.contains(&o.pid))
-            && (self.processes.is_empty() || self.processes.iter().any(|p| o.process == *p))
+            && (self.processes.is_empty() || self.processes.contains(&o.process))
     }
 }
 

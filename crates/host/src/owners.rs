@@ -41,6 +41,10 @@ pub struct OwnerQuery {
     /// Every inode in the dumped tables; when set, dead sockets held are sought too, which
     /// needs a full scan.
     pub known: Option<HashSet<u64>>,
+    /// nsfs inodes of the network namespaces dumped: processes in them are scanned first
+    /// (sockets are usually held by processes of their own namespace), and only they are
+    /// searched for dead sockets. `None`: no preference, every process searched.
+    pub netns: Option<HashSet<u64>>,
     /// Worker threads (0: one per CPU, at most 8).
     pub threads: usize,
 }
@@ -85,7 +89,7 @@ pub struct OwnerScan {
 }
 
 #[cfg(target_os = "linux")]
-fn pids() -> Vec<(u32, Option<u32>)> {
+fn pids(with_netns: bool) -> Vec<(u32, Option<u32>, Option<u64>)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -93,7 +97,14 @@ fn pids() -> Vec<(u32, Option<u32>)> {
         .filter_map(|e| {
             let pid: u32 = e.file_name().to_str()?.parse().ok()?;
             let uid = e.metadata().ok().map(|m| m.uid());
-            Some((pid, uid))
+            let ns = if with_netns {
+                std::fs::metadata(format!("/proc/{pid}/ns/net"))
+                    .ok()
+                    .map(|m| m.ino())
+            } else {
+                None
+            };
+            Some((pid, uid, ns))
         })
         .collect()
 }
@@ -174,11 +185,18 @@ struct Shared<'q> {
 
 #[cfg(target_os = "linux")]
 impl Shared<'_> {
+    fn processes_scanned_lt(&self, n: usize) -> bool {
+        self.scanned.load(Ordering::Relaxed)
+            + self.denied.load(Ordering::Relaxed)
+            + self.vanished.load(Ordering::Relaxed)
+            < n
+    }
+
     fn done(&self) -> bool {
         self.q.known.is_none() && self.remaining.load(Ordering::Relaxed) == 0
     }
 
-    fn scan_pid(&self, pid: u32) {
+    fn scan_pid(&self, pid: u32, dead_ok: bool) {
         let dir_path = format!("/proc/{pid}/fd");
         let (dir, list) = match (File::open(&dir_path), std::fs::read_dir(&dir_path)) {
             (Ok(d), Ok(l)) => (d, l),
@@ -215,13 +233,15 @@ impl Shared<'_> {
             };
             if self.q.wanted.contains(&inode) {
                 let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner());
-                if !found.contains_key(&inode) {
-                    found.insert(inode, owner_of(pid, fd, &mut cache));
+                if let std::collections::hash_map::Entry::Vacant(e) = found.entry(inode) {
+                    e.insert(owner_of(pid, fd, &mut cache));
                     self.remaining.fetch_sub(1, Ordering::Relaxed);
                 }
                 continue;
             }
-            let Some(known) = &self.q.known else { continue };
+            let Some(known) = self.q.known.as_ref().filter(|_| dead_ok) else {
+                continue;
+            };
             if known.contains(&inode) {
                 continue;
             }
@@ -258,12 +278,19 @@ impl Shared<'_> {
 #[cfg(target_os = "linux")]
 /// Scans /proc for the holders of the wanted inodes (and dead sockets when asked).
 pub fn scan(q: &OwnerQuery) -> OwnerScan {
-    let all = pids();
-    let total = all.len();
-    let own_uid = |uid: Option<u32>| uid.is_some_and(|u| q.uids.contains(&u));
-    // Priority pass: processes of the uids that own wanted sockets, then the others.
-    let (mut order, rest): (Vec<_>, Vec<_>) = all.into_iter().partition(|(_, u)| own_uid(*u));
-    order.extend(rest);
+    let mut order = pids(q.netns.is_some());
+    let total = order.len();
+    let in_ns = |ns: Option<u64>| match &q.netns {
+        Some(set) => ns.is_some_and(|n| set.contains(&n)),
+        None => true,
+    };
+    // Priority: processes in the dumped namespaces, then processes of the uids that own
+    // wanted sockets; the rest only while something is still unfound.
+    order.sort_by_key(|(pid, uid, ns)| {
+        (!in_ns(*ns), !uid.is_some_and(|u| q.uids.contains(&u)), *pid)
+    });
+    // The dead-socket search needs every process of the namespaces (a prefix of `order`).
+    let dead_until = order.iter().take_while(|(_, _, ns)| in_ns(*ns)).count();
     let shared = Shared {
         q,
         remaining: AtomicUsize::new(q.wanted.len()),
@@ -283,13 +310,18 @@ pub fn scan(q: &OwnerQuery) -> OwnerScan {
         n => n,
     };
     let next = AtomicUsize::new(0);
+    let finished = |i: usize| {
+        shared.remaining.load(Ordering::Relaxed) == 0 && (q.known.is_none() || i >= dead_until)
+    };
     let work = || loop {
-        if shared.done() {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if finished(i) {
             break;
         }
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some((pid, _)) = order.get(i) else { break };
-        shared.scan_pid(*pid);
+        let Some((pid, _, _)) = order.get(i) else {
+            break;
+        };
+        shared.scan_pid(*pid, i < dead_until);
     };
     if q.wanted.is_empty() && q.known.is_none() {
         // Nothing to look for.
@@ -303,7 +335,7 @@ pub fn scan(q: &OwnerQuery) -> OwnerScan {
             work();
         });
     }
-    let stopped_early = shared.done() && next.load(Ordering::Relaxed) < order.len();
+    let stopped_early = shared.processes_scanned_lt(order.len());
     let mut dead = shared.dead.into_inner().unwrap_or_else(|e| e.into_inner());
     dead.sort_by_key(|d| (d.owner.pid, d.owner.fd));
     OwnerScan {
@@ -346,6 +378,7 @@ mod tests {
             wanted: [inode].into(),
             uids: [std::fs::metadata("/proc/self").unwrap().uid()].into(),
             known: None,
+            netns: None,
             threads: 2,
         };
         let scan = scan(&q);

@@ -215,7 +215,7 @@ fn settle() {
     std::thread::sleep(Duration::from_millis(300));
 }
 
-fn find<'a>(snap: &'a Snapshot, local: SocketAddr, peer: SocketAddr) -> &'a Socket {
+fn find(snap: &Snapshot, local: SocketAddr, peer: SocketAddr) -> &Socket {
     snap.sockets
         .iter()
         .find(|s| s.local == local && s.peer == peer)
