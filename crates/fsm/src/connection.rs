@@ -297,6 +297,11 @@ impl Connection {
     pub fn is_orphan(&self) -> bool {
         self.app_closed
     }
+    /// Consecutive retransmissions of the current front of the queue.
+    pub fn retransmissions(&self) -> u32 {
+        self.rtx.retries
+    }
+
     /// The current retransmission timeout.
     pub fn rto(&self) -> Duration {
         self.rtx.rto
