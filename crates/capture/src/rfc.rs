@@ -101,6 +101,23 @@ pub struct RfcReport {
     pub anomalies: u32,
 }
 
+/// States with both sequence spaces synchronized (RFC 9293 §3.3.2), where a gap in the
+/// captured sequence numbers can only be capture loss.
+fn synchronized(state: Option<State>) -> bool {
+    matches!(
+        state,
+        Some(
+            State::Established
+                | State::FinWait1
+                | State::FinWait2
+                | State::CloseWait
+                | State::Closing
+                | State::LastAck
+                | State::TimeWait
+        )
+    )
+}
+
 fn segment_of(seg: &TcpSegment) -> Segment {
     Segment {
         seq: SeqNum(seg.seq),
@@ -279,6 +296,22 @@ impl RfcView {
             return;
         }
         let state = self.ep[i].machine.as_ref().map(|m| m.state());
+        // Capture loss on the way out: this segment starts beyond what the machine has
+        // sent, so the bytes in between were sent but not captured. Send them first.
+        if let Some(m) = self.ep[i].machine.as_mut() {
+            let missing = s.seq.distance_from(m.snd_nxt());
+            if synchronized(state) && missing > 0 && missing < (1 << 30) && !f.syn() {
+                let _ = m.send(at, missing as u32);
+                self.drain(i, at);
+                self.steps.push((
+                    at,
+                    i,
+                    StepKind::Note(format!(
+                        "capture loss: {missing} bytes sent before this segment were not captured"
+                    )),
+                ));
+            }
+        }
         let m = self.ep[i].machine.as_mut().expect("checked above");
         let mut problem = None;
         if f.rst() {
@@ -326,6 +359,21 @@ impl RfcView {
                 self.ep[r].pending_syn = Some((at, *s));
             }
             return;
+        }
+        let m = self.ep[r].machine.as_mut().expect("checked above");
+        // Capture loss on the way in: the peer's segment starts beyond RCV.NXT and the peer
+        // has sent it (its later segments prove it), so deliver the uncaptured bytes first,
+        // as the receiving host most likely got them.
+        let missing = s.seq.distance_from(m.rcv_nxt());
+        if synchronized(Some(m.state())) && missing > 0 && missing < (1 << 30) && !s.flags.syn() {
+            let fill = Segment {
+                seq: m.rcv_nxt(),
+                ack: s.ack,
+                flags: Flags::ACK,
+                len: missing as u32,
+                window: s.window,
+            };
+            m.handle_segment(at, fill);
         }
         let m = self.ep[r].machine.as_mut().expect("checked above");
         m.handle_segment(at, *s);

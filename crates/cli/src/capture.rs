@@ -226,7 +226,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     ms(Duration::from_nanos(c.duration_ns.max(0) as u64)),
                     state_name(r.final_state[0]),
                     state_name(r.final_state[1]),
-                    r.closed_first.map_or("-", side_name),
+                    match (r.closed_first, r.reset) {
+                        (Some(s), _) => side_name(s).to_string(),
+                        (None, Some((s, _))) => format!("RST:{}", side_name(s)),
+                        (None, None) => "-".to_string(),
+                    },
                     cw,
                     tw,
                     c.zeek.conn_state,
