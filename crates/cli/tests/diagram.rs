@@ -52,7 +52,9 @@ fn unknown_format_and_unwritable_file_exit_2() {
         .args(["diagram", "--format", "png"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("possible values: dot, svg, mermaid"));
+        .stderr(predicate::str::contains(
+            "possible values: dot, svg, mermaid",
+        ));
     tcpstate()
         .args(["diagram", "-o", "/nonexistent-dir/x.dot"])
         .assert()
