@@ -58,6 +58,10 @@ fn shared_and_own_scripts_pass_on_the_kernel_and_agree_with_the_machine() {
             d.as_ref().map_or("same".to_string(), |d| format!("{} differs at line {}", d.what, d.pos.line))
         );
         if let Some(f) = &k.failure {
+            // The whole kernel trace, with sock_diag's state after each event, to diagnose.
+            for e in &k.trace {
+                eprintln!("    {:>3} {:8.4}s {:<55} {} {:?}", e.pos.line, e.at.as_secs_f64(), e.event, e.observed, e.state);
+            }
             problems.push(format!("kernel {}: {f}", p.display()));
         }
         if let Some(d) = d {
