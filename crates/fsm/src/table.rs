@@ -227,7 +227,7 @@ pub const TRANSITIONS: &[Transition] = &[
     row(LastAck, Closed, timer(T::UserTimeout), "", "", Timeout, false, Both, "RFC 9293 §3.10.8"),
     row(LastAck, Closed, timer(T::Retransmission), "FIN retries exhausted", "", Timeout, false, Both, "RFC 9293 §3.8.3"),
     // TIME_WAIT
-    row(TimeWait, Closed, timer(T::TimeWait), "2·MSL (Linux: 60 s)", "", ActiveClose, true, Both, "RFC 9293 §3.10.8; TCP_TIMEWAIT_LEN"),
+    row(TimeWait, Closed, timer(T::TimeWait), "", "", ActiveClose, true, Both, "RFC 9293 §3.10.8; TCP_TIMEWAIT_LEN"),
     row(TimeWait, Closed, rcv(S::Rst), "SEG.SEQ = RCV.NXT, no RFC 1337", "", Abort, false, Both, "RFC 9293 §3.10.7.4; tcp_timewait_state_process (assassination)"),
     row(TimeWait, Closed, call(C::Abort), "", "", Abort, false, Both, "RFC 9293 §3.10.5"),
 ];

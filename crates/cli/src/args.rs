@@ -1,0 +1,112 @@
+//! Argument types shared by several commands.
+
+use std::time::Duration;
+use tcpstate_fsm::Profile;
+
+/// `--profile linux|rfc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProfileArg {
+    /// The Linux kernel's behaviour.
+    Linux,
+    /// RFC 9293 as written.
+    Rfc,
+}
+
+impl ProfileArg {
+    /// The machine profile.
+    pub fn profile(self) -> Profile {
+        match self {
+            ProfileArg::Linux => Profile::linux(),
+            ProfileArg::Rfc => Profile::rfc9293(),
+        }
+    }
+}
+
+/// `--chart text|msc|mermaid|svg`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChartArg {
+    /// Plain text for a terminal.
+    Text,
+    /// mscgen input.
+    Msc,
+    /// Mermaid sequenceDiagram.
+    Mermaid,
+    /// SVG.
+    Svg,
+}
+
+impl ChartArg {
+    /// The draw crate's format.
+    pub fn format(self) -> tcpstate_draw::ChartFormat {
+        match self {
+            ChartArg::Text => tcpstate_draw::ChartFormat::Text,
+            ChartArg::Msc => tcpstate_draw::ChartFormat::Msc,
+            ChartArg::Mermaid => tcpstate_draw::ChartFormat::Mermaid,
+            ChartArg::Svg => tcpstate_draw::ChartFormat::Svg,
+        }
+    }
+}
+
+/// Parse `120`, `120s`, `2m`, `1h`, `500ms`, `1.5s` into a duration.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 120s, 2m, 500ms"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" | "sec" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit {unit:?} in {s:?}: use ms, s, m or h"
+            ))
+        }
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("invalid duration {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// A duration for people: `60 s`, `3.0 ms`, `2 min 5 s`.
+pub fn human(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs == 0.0 {
+        "0 s".into()
+    } else if secs < 1.0 {
+        format!("{:.1} ms", secs * 1000.0)
+    } else if secs < 120.0 {
+        let rounded = (secs * 10.0).round() / 10.0;
+        if rounded.fract() == 0.0 {
+            format!("{rounded:.0} s")
+        } else {
+            format!("{rounded:.1} s")
+        }
+    } else {
+        let total = secs.round() as u64;
+        format!("{} min {} s", total / 60, total % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("120"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("2 weeks").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert_eq!(human(Duration::from_secs(60)), "60 s");
+        assert_eq!(human(Duration::from_millis(3)), "3.0 ms");
+        assert_eq!(human(Duration::from_secs(240)), "4 min 0 s");
+    }
+}
