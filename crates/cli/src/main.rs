@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod args;
 mod capture;
+mod conform;
 mod diagram;
 mod doctor;
 mod explain;
@@ -35,6 +36,8 @@ enum Command {
     Simulate(simulate::Args),
     /// What a state means, its ways in and out, how long it lasts, what to do.
     Explain(explain::Args),
+    /// Packet scripts (packetdrill subset) against the machine and the real kernel.
+    Conform(conform::Args),
     /// The state diagram from the transition table (dot, SVG or Mermaid).
     Diagram(diagram::Args),
 }
@@ -48,6 +51,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Some(Command::Capture(args)) => capture::run(args),
         Some(Command::Simulate(args)) => simulate::run(args),
         Some(Command::Explain(args)) => explain::run(args),
+        Some(Command::Conform(args)) => conform::run(args),
         Some(Command::Diagram(args)) => diagram::run(args),
     }
 }

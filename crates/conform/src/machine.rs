@@ -632,13 +632,12 @@ impl MachineBackend {
                     _ => return Err("read needs a length".into()),
                 };
                 let index = *index;
-                let r = if *read_shut {
-                    Ok(0)
-                } else {
-                    self.conns[index].c.read(max)
-                };
+                let r = self.conns[index].c.read(max);
                 let res = match r {
                     Ok(n) => Ok(i64::from(n)),
+                    // After SHUT_RD, Linux still hands out queued data (tcp_recvmsg reads the
+                    // receive queue first) and then returns end of file instead of blocking.
+                    Err(CallError::WouldBlock) if *read_shut => Ok(0),
                     Err(CallError::WouldBlock) => return would_block("read()"),
                     Err(e) => errno(e),
                 };
@@ -780,6 +779,14 @@ impl Backend for MachineBackend {
                 _ => None,
             });
         }
+        // The MSS the peer announces bounds our segments (RFC 9293 §3.7.1); the profile's
+        // own MSS is what we would announce, so the effective one is the smaller.
+        let peer_mss = segment.flags.syn().then(|| {
+            segment.options.iter().find_map(|o| match o {
+                TcpOption::Mss(m) => Some(u32::from(*m)),
+                _ => None,
+            })
+        });
         let seg = Segment {
             seq: segment.seq,
             ack: segment.ack,
@@ -827,6 +834,10 @@ impl Backend for MachineBackend {
                 (self.conns.len() - 1, true)
             }
         };
+        if let Some(Some(mss)) = peer_mss {
+            let p = self.conns[index].c.profile_mut();
+            p.mss = p.mss.min(mss);
+        }
         self.conns[index].c.handle_segment(now, seg);
         self.drain(index);
         if created {
@@ -836,7 +847,7 @@ impl Backend for MachineBackend {
                 self.conns.remove(index);
             } else {
                 // Each new connection gets a fresh ISS, as the kernel's secure_tcp_seq would.
-                self.next_iss = self.next_iss + 0x0100_0000;
+                self.next_iss += 0x0100_0000;
             }
         }
         Ok(())

@@ -886,7 +886,10 @@ impl<'a, B: Backend> Runner<'a, B> {
 
     fn finish(&mut self, p: Pending) -> Result<(), Failure> {
         let tol = self.tolerance;
-        let got = match self.backend.finish_blocking(p.end.max(self.last_action) + tol) {
+        let got = match self
+            .backend
+            .finish_blocking(p.end.max(self.last_action) + tol)
+        {
             Ok(g) => g,
             Err(e) => return self.fail(p.index, p.pos, e),
         };

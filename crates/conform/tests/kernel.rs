@@ -24,7 +24,10 @@ fn root() -> bool {
 }
 
 fn leftover_namespaces() -> Vec<String> {
-    let out = std::process::Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let out = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
     let prefix = format!("tcpstate-conform-{}-", std::process::id());
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -41,8 +44,14 @@ fn shared_and_own_scripts_pass_on_the_kernel_and_agree_with_the_machine() {
     let _serial = serial();
     let mut paths = common::own_scripts();
     paths.extend(common::shared_scripts().unwrap_or_default());
-    let strict = RunOptions { mode: Mode::Strict, tolerance: None };
-    let semantic = RunOptions { mode: Mode::Semantic, tolerance: None };
+    let strict = RunOptions {
+        mode: Mode::Strict,
+        tolerance: None,
+    };
+    let semantic = RunOptions {
+        mode: Mode::Semantic,
+        tolerance: None,
+    };
     let mut problems = Vec::new();
     for p in &paths {
         let script = parse_file(p).unwrap();
@@ -55,12 +64,22 @@ fn shared_and_own_scripts_pass_on_the_kernel_and_agree_with_the_machine() {
             if k.passed() { "PASS" } else { "FAIL" },
             if m.passed() { "PASS" } else { "FAIL" },
             k.elapsed.as_secs_f64(),
-            d.as_ref().map_or("same".to_string(), |d| format!("{} differs at line {}", d.what, d.pos.line))
+            d.as_ref().map_or("same".to_string(), |d| format!(
+                "{} differs at line {}",
+                d.what, d.pos.line
+            ))
         );
         if let Some(f) = &k.failure {
             // The whole kernel trace, with sock_diag's state after each event, to diagnose.
             for e in &k.trace {
-                eprintln!("    {:>3} {:8.4}s {:<55} {} {:?}", e.pos.line, e.at.as_secs_f64(), e.event, e.observed, e.state);
+                eprintln!(
+                    "    {:>3} {:8.4}s {:<55} {} {:?}",
+                    e.pos.line,
+                    e.at.as_secs_f64(),
+                    e.event,
+                    e.observed,
+                    e.state
+                );
             }
             problems.push(format!("kernel {}: {f}", p.display()));
         }
@@ -69,7 +88,11 @@ fn shared_and_own_scripts_pass_on_the_kernel_and_agree_with_the_machine() {
         }
     }
     assert!(problems.is_empty(), "{problems:#?}");
-    assert!(leftover_namespaces().is_empty(), "{:?}", leftover_namespaces());
+    assert!(
+        leftover_namespaces().is_empty(),
+        "{:?}",
+        leftover_namespaces()
+    );
 }
 
 #[test]
@@ -89,9 +112,16 @@ fn wrong_scripts_fail_on_the_kernel() {
     let report = kernel::run(&script, &opts).unwrap();
     let f = report.failure.expect("the wrong script must fail");
     assert_eq!(f.pos.line, 13);
-    assert!(f.message.contains("failed: exit status: 1"), "{}", f.message);
+    assert!(
+        f.message.contains("failed: exit status: 1"),
+        "{}",
+        f.message
+    );
     // What sock_diag saw at the failing event is the truth the assertion missed.
-    assert_eq!(report.trace.last().unwrap().state, Some(tcpstate_fsm::State::FinWait2));
+    assert_eq!(
+        report.trace.last().unwrap().state,
+        Some(tcpstate_fsm::State::FinWait2)
+    );
     assert!(leftover_namespaces().is_empty());
 }
 

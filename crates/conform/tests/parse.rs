@@ -25,20 +25,36 @@ fn every_shared_and_own_script_parses() {
 
 #[test]
 fn a_shared_script_parses_into_what_it_says() {
-    let Some(shared) = common::shared_scripts() else { return };
-    let k = shared.iter().find(|p| p.ends_with("K_last_ack_fin_rto.pkt")).unwrap();
+    let Some(shared) = common::shared_scripts() else {
+        return;
+    };
+    let k = shared
+        .iter()
+        .find(|p| p.ends_with("K_last_ack_fin_rto.pkt"))
+        .unwrap();
     let s = parse_file(k).unwrap();
     assert!(matches!(&s.events[0].kind, EventKind::Shell(c) if c == "./defaults.sh"));
     assert_eq!(s.events[0].time, EventTime::Untimed);
     // `+.2~+1.2 > F. 1:1(0) ack 2`
-    let rto = s.events.iter().find(|e| matches!(e.time, EventTime::Range(..))).unwrap();
-    let EventTime::Range(a, b) = rto.time else { unreachable!() };
+    let rto = s
+        .events
+        .iter()
+        .find(|e| matches!(e.time, EventTime::Range(..)))
+        .unwrap();
+    let EventTime::Range(a, b) = rto.time else {
+        unreachable!()
+    };
     assert!(a.relative && b.relative);
     assert_eq!(a.offset.as_millis(), 200);
     assert_eq!(b.offset.as_millis(), 1200);
-    let EventKind::Packet(p) = &rto.kind else { panic!() };
+    let EventKind::Packet(p) = &rto.kind else {
+        panic!()
+    };
     assert_eq!(p.direction, Direction::Outbound);
-    assert_eq!((p.flags.short().as_str(), p.seq, p.len, p.ack), ("F.", 1, 0, Some(2)));
+    assert_eq!(
+        (p.flags.short().as_str(), p.seq, p.len, p.ack),
+        ("F.", 1, 0, Some(2))
+    );
     assert_eq!(rto.pos.line, 17);
 }
 
@@ -69,8 +85,14 @@ fn the_packetdrill_syntax_of_close_and_shutdown_scripts_parses() {
     let s = parse_str(Path::new("inline.pkt"), text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.option("tolerance_usecs"), Some("10000"));
     assert!(matches!(s.events.last().unwrap().kind, EventKind::Code(_)));
-    let blocking = s.events.iter().find(|e| matches!(e.time, EventTime::Blocking(..))).unwrap();
-    let EventTime::Blocking(a, b) = blocking.time else { unreachable!() };
+    let blocking = s
+        .events
+        .iter()
+        .find(|e| matches!(e.time, EventTime::Blocking(..)))
+        .unwrap();
+    let EventTime::Blocking(a, b) = blocking.time else {
+        unreachable!()
+    };
     assert!(a.relative && !b.relative);
     assert_eq!(b.offset.as_micros(), 11_000);
     let errno = s.events.iter().find_map(|e| match &e.kind {
@@ -86,11 +108,16 @@ fn the_packetdrill_syntax_of_close_and_shutdown_scripts_parses() {
         _ => None,
     });
     assert_eq!(sack.unwrap().sack_blocks(), &[(1, 2), (5, 9)]);
-    assert_eq!(s.events.iter().filter(|e| e.time == EventTime::Any).count(), 1);
+    assert_eq!(
+        s.events.iter().filter(|e| e.time == EventTime::Any).count(),
+        1
+    );
 }
 
 fn error_of(text: &str) -> String {
-    parse_str(Path::new("bad.pkt"), text).unwrap_err().to_string()
+    parse_str(Path::new("bad.pkt"), text)
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -111,19 +138,33 @@ fn errors_name_file_line_and_column() {
         error_of("+0 close(4) = 0 garbage\n"),
         "bad.pkt:1:17: unexpected 'g' after the end of the event"
     );
-    assert_eq!(error_of("+0 `ss -tan\n"), "bad.pkt:1:4: unterminated backquoted command");
+    assert_eq!(
+        error_of("+0 `ss -tan\n"),
+        "bad.pkt:1:4: unterminated backquoted command"
+    );
     assert_eq!(
         error_of("close(3) = 0\n"),
         "bad.pkt:1:1: expected a time (0.1, +.01, a~b, *, start...end), a header option or a backquoted command, found 'c'"
     );
-    assert_eq!(error_of("+0 read(4, ..., 10) = -7\n"), "bad.pkt:1:23: a failing call returns -1 followed by an errno name");
-    assert_eq!(error_of("/* never closed\n+0 close(3) = 0\n"), "bad.pkt:1:1: unterminated /* comment");
-    assert_eq!(error_of("+0 > . 99999999999:1(0)\n"), "bad.pkt:1:8: a sequence number (seq:end(len)) 99999999999 does not fit in 32 bits");
+    assert_eq!(
+        error_of("+0 read(4, ..., 10) = -7\n"),
+        "bad.pkt:1:23: a failing call returns -1 followed by an errno name"
+    );
+    assert_eq!(
+        error_of("/* never closed\n+0 close(3) = 0\n"),
+        "bad.pkt:1:1: unterminated /* comment"
+    );
+    assert_eq!(
+        error_of("+0 > . 99999999999:1(0)\n"),
+        "bad.pkt:1:8: a sequence number (seq:end(len)) 99999999999 does not fit in 32 bits"
+    );
 }
 
 #[test]
 fn a_missing_file_is_an_error_naming_it() {
-    let e = parse_file(Path::new("/nonexistent/x.pkt")).unwrap_err().to_string();
+    let e = parse_file(Path::new("/nonexistent/x.pkt"))
+        .unwrap_err()
+        .to_string();
     assert_eq!(e, "cannot read script /nonexistent/x.pkt");
 }
 

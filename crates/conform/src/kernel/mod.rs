@@ -292,6 +292,9 @@ impl KernelBackend {
             .name(format!("conform {}", spec.name))
             .spawn(move || {
                 let out = exec(&call, sock.as_deref());
+                // Drop this thread's reference before reporting: a close() right after the
+                // call must be the last reference, or the kernel would close a moment later.
+                drop(sock);
                 let _ = tx.send((start.elapsed(), out));
             })
             .map_err(|e| format!("cannot start a thread for {}: {e}", spec.name))?;

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 pub fn shared_scripts() -> Option<Vec<PathBuf>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/linux");
     if !dir.is_dir() {
-        eprintln!("skipping: shared conformance scripts not found at {}", dir.display());
+        eprintln!(
+            "skipping: shared conformance scripts not found at {}",
+            dir.display()
+        );
         return None;
     }
     Some(pkt_files(&dir))
@@ -21,7 +24,9 @@ pub fn own_scripts() -> Vec<PathBuf> {
 
 /// A deliberately wrong script in `tests/data`.
 pub fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 fn pkt_files(dir: &Path) -> Vec<PathBuf> {
