@@ -90,14 +90,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Time spent in each state, per endpoint.
+/// Time spent in each state, per endpoint: the lifeline. The initial CLOSED and the state
+/// the endpoint ends in carry no duration.
 fn summary(t: &tcpstate_fsm::Timeline) -> String {
     let mut s = String::from("\n");
     for side in [Side::A, Side::B] {
-        let parts: Vec<String> = t
-            .dwell(side)
+        let dwell = t.dwell(side);
+        let last = dwell.len().saturating_sub(1);
+        let parts: Vec<String> = dwell
             .into_iter()
-            .map(|(state, _, d)| format!("{state} {}", crate::args::human(d)))
+            .enumerate()
+            .filter(|&(i, (state, _, d))| {
+                !(i == 0 && state == tcpstate_fsm::State::Closed && d.is_zero())
+            })
+            .map(|(i, (state, _, d))| {
+                if i == last {
+                    state.to_string()
+                } else {
+                    format!("{state} {}", crate::args::human(d))
+                }
+            })
             .collect();
         s.push_str(&format!("{:<7} {}\n", t.name(side), parts.join(" → ")));
     }

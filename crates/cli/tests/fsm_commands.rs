@@ -29,7 +29,9 @@ fn simulate_json_is_a_documented_timeline() {
     assert_eq!(doc["profile"], "linux");
     let steps = doc["steps"].as_array().unwrap();
     // The lost ACK is marked lost; no RST is ever sent; the FIN is retransmitted.
-    assert!(steps.iter().any(|s| s["kind"] == "sent" && s["lost"] == true));
+    assert!(steps
+        .iter()
+        .any(|s| s["kind"] == "sent" && s["lost"] == true));
     assert!(!steps
         .iter()
         .any(|s| s["kind"] == "sent" && s["segment"]["flags"].as_str().unwrap().contains('R')));
@@ -44,7 +46,15 @@ fn simulate_json_is_a_documented_timeline() {
 #[test]
 fn simulate_rfc_profile_uses_two_msl() {
     let out = tcpstate()
-        .args(["simulate", "client-close", "--profile", "rfc", "--msl", "30s", "--json"])
+        .args([
+            "simulate",
+            "client-close",
+            "--profile",
+            "rfc",
+            "--msl",
+            "30s",
+            "--json",
+        ])
         .assert()
         .success();
     let doc: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
@@ -79,7 +89,10 @@ fn simulate_unknown_scenario_is_a_usage_error() {
         .args(["simulate", "no-such-thing"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("unknown scenario").and(predicate::str::contains("client-close")));
+        .stderr(
+            predicate::str::contains("unknown scenario")
+                .and(predicate::str::contains("client-close")),
+        );
 }
 
 #[test]
@@ -107,12 +120,21 @@ fn explain_time_wait_tells_the_two_reasons() {
 
 #[test]
 fn explain_accepts_every_spelling_and_rejects_unknown() {
-    for spelling in ["CLOSE_WAIT", "close-wait", "CLOSE-WAIT", "TCP_CLOSE_WAIT", "8"] {
+    for spelling in [
+        "CLOSE_WAIT",
+        "close-wait",
+        "CLOSE-WAIT",
+        "TCP_CLOSE_WAIT",
+        "8",
+    ] {
         tcpstate()
             .args(["explain", spelling])
             .assert()
             .success()
-            .stdout(predicate::str::contains("never called close()").or(predicate::str::contains("not called close()")));
+            .stdout(
+                predicate::str::contains("never called close()")
+                    .or(predicate::str::contains("not called close()")),
+            );
     }
     tcpstate()
         .args(["explain", "TIME_WIAT"])
@@ -130,7 +152,16 @@ fn explain_json_lists_table_rows() {
     let doc: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(doc["state"], "CLOSE_WAIT");
     let outs = doc["ways_out"].as_array().unwrap();
-    assert!(outs.iter().any(|r| r["to"] == "LAST_ACK" && r["trigger"] == "CLOSE"));
-    assert!(outs.iter().all(|r| r["linux_only"] == false), "rfc profile only");
-    assert!(doc["ways_in"].as_array().unwrap().iter().any(|r| r["from"] == "ESTABLISHED"));
+    assert!(outs
+        .iter()
+        .any(|r| r["to"] == "LAST_ACK" && r["trigger"] == "CLOSE"));
+    assert!(
+        outs.iter().all(|r| r["linux_only"] == false),
+        "rfc profile only"
+    );
+    assert!(doc["ways_in"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["from"] == "ESTABLISHED"));
 }

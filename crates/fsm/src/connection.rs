@@ -1121,18 +1121,18 @@ impl Connection {
         }
         // A new SYN with a higher sequence number: accept as a new incarnation if a listener
         // exists (here: the connection was opened passively), ISN = tw_snd_nxt + 65537.
-        if f.syn() && !f.rst() && !f.ack() && seq.gt(self.rcv_nxt) {
-            if self.profile.accept_syn_in_time_wait && self.origin == Origin::Passive {
-                let mut isn = self.snd_nxt + self.profile.time_wait_isn_offset;
-                if isn == SeqNum(0) {
-                    isn += 1;
-                }
-                self.time_wait_deadline = None;
-                self.mini_socket = false;
-                self.accept_syn(now, seg, isn, Trigger::Segment(SegmentKind::Syn));
-                return;
+        // Without a listener it falls through to the ACK (tcp_v4_rcv: TCP_TW_SYN →
+        // TCP_TW_ACK).
+        let new_syn = f.syn() && !f.rst() && !f.ack() && seq.gt(self.rcv_nxt);
+        if new_syn && self.profile.accept_syn_in_time_wait && self.origin == Origin::Passive {
+            let mut isn = self.snd_nxt + self.profile.time_wait_isn_offset;
+            if isn == SeqNum(0) {
+                isn += 1;
             }
-            // No listener: falls through to the ACK (tcp_v4_rcv, TCP_TW_SYN → TCP_TW_ACK).
+            self.time_wait_deadline = None;
+            self.mini_socket = false;
+            self.accept_syn(now, seg, isn, Trigger::Segment(SegmentKind::Syn));
+            return;
         }
         if !f.rst() && self.profile.time_wait_reacks_fin {
             // "In this case we must reset the TIMEWAIT timer", except for an ACK-less SYN,

@@ -90,7 +90,7 @@ impl Script {
     }
 
     /// Into TIME_WAIT as the active closer: close(), ACK of FIN, peer FIN, our ACK.
-    fn to_time_wait(&mut self) {
+    fn enter_time_wait(&mut self) {
         self.wait(0.01);
         self.conn.close(self.now).unwrap();
         self.expect(F | A, 1, 1, 0);
@@ -127,7 +127,7 @@ fn a_simultaneous_close() {
 #[test]
 fn b1_time_wait_rst_kills() {
     let mut s = Script::accepted(Profile::linux());
-    s.to_time_wait();
+    s.enter_time_wait();
     s.wait(0.01);
     s.inject(R | A, 2, 2, 0);
     s.expect_nothing();
@@ -142,7 +142,7 @@ fn b1_time_wait_rst_kills() {
 fn b2_time_wait_rst_ignored_with_rfc1337() {
     let mut s = Script::accepted(Profile::linux());
     s.conn.profile_mut().rfc1337 = true;
-    s.to_time_wait();
+    s.enter_time_wait();
     s.wait(0.01);
     s.inject(R | A, 2, 2, 0);
     s.expect_nothing();
@@ -155,7 +155,7 @@ fn b2_time_wait_rst_ignored_with_rfc1337() {
 #[test]
 fn c1_time_wait_new_syn_with_higher_seq_opens_new_incarnation() {
     let mut s = Script::accepted(Profile::linux());
-    s.to_time_wait();
+    s.enter_time_wait();
     s.wait(0.01);
     s.inject(S, 1000, 0, 0);
     // ISN = tw_snd_nxt (2) + 65535 + 2.
@@ -169,7 +169,7 @@ fn c1_time_wait_new_syn_with_higher_seq_opens_new_incarnation() {
 #[test]
 fn c2_time_wait_old_syn_with_lower_seq_gets_ack() {
     let mut s = Script::accepted(Profile::linux());
-    s.to_time_wait();
+    s.enter_time_wait();
     let expiry = s.conn.time_wait_sock().unwrap().expires;
     s.wait(0.01);
     s.inject(S, 0, 0, 0);
