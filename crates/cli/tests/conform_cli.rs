@@ -76,7 +76,10 @@ fn a_parse_error_exits_2_naming_file_line_and_column() {
         .code(2);
     let err = String::from_utf8(out.get_output().stderr.clone()).unwrap();
     assert!(
-        err.contains(&format!("{}:2:19: expected an ack number, found end of line", bad.display())),
+        err.contains(&format!(
+            "{}:2:19: expected an ack number, found end of line",
+            bad.display()
+        )),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);
