@@ -125,14 +125,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     section(&mut out, "What to do", e.what_to_do)?;
     if !e.story.is_empty() {
         writeln!(out, "The full story")?;
-        for (i, paragraph) in e.story.iter().enumerate() {
-            let text = if paragraph.starts_with(|c: char| c.is_ascii_digit()) {
-                paragraph.to_string()
-            } else {
-                format!("- {paragraph}")
+        for paragraph in e.story {
+            // Numbered paragraphs keep their number; the others get a bullet.
+            let (marker, text) = match paragraph.split_once(". ") {
+                Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => (format!("{n}."), rest),
+                _ => ("-".to_string(), *paragraph),
             };
-            let _ = i;
-            writeln!(out, "{}", wrap(&text, 92, "  "))?;
+            let wrapped = wrap(text, 92, "     ");
+            writeln!(out, "  {marker:<2} {}", &wrapped[5..])?;
         }
     }
     Ok(ExitCode::SUCCESS)
