@@ -10,9 +10,11 @@ mod conform;
 mod diagram;
 mod doctor;
 mod explain;
+mod exporter;
 mod ls;
 mod output;
 mod simulate;
+mod watch;
 mod timeline_json;
 
 /// The life and death of TCP connections.
@@ -25,6 +27,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Live state transitions from the kernel, each connection's lifeline (TIME_WAIT
+    /// included), CLOSE_WAIT warnings, dwell summary.
+    Watch(watch::Args),
     /// Diagnose this host (the default): CLOSE_WAIT leaks, TIME_WAIT pressure, orphans, dead sockets.
     Doctor(doctor::Args),
     /// TCP sockets with state, queues, time in state and owner (like `ss -tanp`).
@@ -40,6 +45,9 @@ enum Command {
     Conform(conform::Args),
     /// The state diagram from the transition table (dot, SVG or Mermaid).
     Diagram(diagram::Args),
+    /// Prometheus metrics for fleets: /metrics with CLOSE_WAIT per process, TIME_WAIT per
+    /// remote, port usage, dead sockets, abort counters (loopback unless --allow-remote).
+    Exporter(exporter::Args),
 }
 
 fn run() -> anyhow::Result<ExitCode> {
@@ -51,8 +59,10 @@ fn run() -> anyhow::Result<ExitCode> {
         Some(Command::Capture(args)) => capture::run(args),
         Some(Command::Simulate(args)) => simulate::run(args),
         Some(Command::Explain(args)) => explain::run(args),
+        Some(Command::Watch(args)) => watch::run(args),
         Some(Command::Conform(args)) => conform::run(args),
         Some(Command::Diagram(args)) => diagram::run(args),
+        Some(Command::Exporter(args)) => exporter::run(args),
     }
 }
 
