@@ -14,6 +14,7 @@ mod exporter;
 mod ls;
 mod output;
 mod simulate;
+mod watch;
 mod timeline_json;
 
 /// The life and death of TCP connections.
@@ -26,6 +27,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Live state transitions from the kernel, each connection's lifeline (TIME_WAIT
+    /// included), CLOSE_WAIT warnings, dwell summary.
+    Watch(watch::Args),
     /// Diagnose this host (the default): CLOSE_WAIT leaks, TIME_WAIT pressure, orphans, dead sockets.
     Doctor(doctor::Args),
     /// TCP sockets with state, queues, time in state and owner (like `ss -tanp`).
@@ -55,6 +59,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Some(Command::Capture(args)) => capture::run(args),
         Some(Command::Simulate(args)) => simulate::run(args),
         Some(Command::Explain(args)) => explain::run(args),
+        Some(Command::Watch(args)) => watch::run(args),
         Some(Command::Conform(args)) => conform::run(args),
         Some(Command::Diagram(args)) => diagram::run(args),
         Some(Command::Exporter(args)) => exporter::run(args),

@@ -369,13 +369,8 @@ impl TransitionReport {
 
 impl Lifeline {
     /// `local → remote  ESTABLISHED 2.1 s → FIN_WAIT_1 0.2 ms → ... → CLOSED  (closed first: local)`.
-    pub fn line(&self, clock: &ClockMap) -> String {
-        let mut s = format!(
-            "{}  {} → {}  ",
-            clock.time_of_day(self.at),
-            Addr(&self.local),
-            Addr(&self.remote)
-        );
+    pub fn line(&self) -> String {
+        let mut s = format!("{} → {}  ", Addr(&self.local), Addr(&self.remote));
         let pm = self
             .resolution
             .map(|r| format!(" ±{}", Human(r)))

@@ -24,6 +24,16 @@ const DEBUGFS_TRACING: &str = "/sys/kernel/debug/tracing";
 /// Prefix of the instances this tool makes.
 pub const INSTANCE_PREFIX: &str = "tcpstate-";
 
+static NEXT_IN_PROCESS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// The pid in an instance name `tcpstate-<pid>` or `tcpstate-<pid>-<n>`.
+pub fn instance_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(INSTANCE_PREFIX)?;
+    let (pid, n) = rest.split_once('-').unwrap_or((rest, "0"));
+    n.parse::<u32>().ok()?;
+    pid.parse().ok()
+}
+
 impl TraceFs {
     /// The tracefs root (holds `instances/`).
     pub fn root(&self) -> &Path {
@@ -85,10 +95,7 @@ impl TraceFs {
         };
         for e in dir.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name
-                .strip_prefix(INSTANCE_PREFIX)
-                .and_then(|p| p.parse::<u32>().ok())
-            else {
+            let Some(pid) = instance_pid(&name) else {
                 continue;
             };
             if Path::new(&format!("/proc/{pid}")).exists() {
@@ -182,10 +189,13 @@ impl Instance {
     /// Creates and arms `instances/tcpstate-<pid>`.
     pub fn create(fs: &TraceFs, opts: &InstanceOptions) -> Result<Instance, WatchError> {
         let removed_stale = fs.remove_stale_instances();
-        let dir = fs
-            .root
-            .join("instances")
-            .join(format!("{INSTANCE_PREFIX}{}", std::process::id()));
+        // tcpstate-<pid>, then tcpstate-<pid>-<n> for further watchers in one process.
+        let n = NEXT_IN_PROCESS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = match n {
+            0 => format!("{INSTANCE_PREFIX}{}", std::process::id()),
+            n => format!("{INSTANCE_PREFIX}{}-{n}", std::process::id()),
+        };
+        let dir = fs.root.join("instances").join(name);
         if dir.exists() {
             // Ours from an earlier watch in this process that failed to clean up.
             remove_instance_dir(&dir).map_err(|e| WatchError::io(&dir, e))?;
@@ -343,6 +353,15 @@ impl Drop for Instance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instance_names() {
+        assert_eq!(instance_pid("tcpstate-123"), Some(123));
+        assert_eq!(instance_pid("tcpstate-123-2"), Some(123));
+        assert_eq!(instance_pid("tcpstate-x"), None);
+        assert_eq!(instance_pid("tcpstate-1-x"), None);
+        assert_eq!(instance_pid("other-1"), None);
+    }
 
     #[test]
     fn port_filter_text() {

@@ -134,6 +134,9 @@ struct Conn {
     path: Vec<(State, Duration)>,
     /// The first state was entered before it was observed.
     first_unobserved: bool,
+    /// The first path entry is the socket's birth (CLOSED, or the listener it was cloned
+    /// from), not a state it dwelt in.
+    born: bool,
     cookie: Option<u64>,
     inode: Option<u64>,
     uid: Option<u32>,
@@ -284,6 +287,7 @@ impl Tracker {
                 remote,
                 path: Vec::new(),
                 first_unobserved: false,
+                born: false,
                 cookie: None,
                 inode: None,
                 uid: None,
@@ -318,9 +322,60 @@ impl Tracker {
                 ..
             } => {
                 let key = (*local, *remote);
+                // tcp_disconnect() and __tcp_close() set CLOSE before they send the RST
+                // (tcp_send_active_reset()): the RST may follow the end by a moment.
+                if let Some(&id) = self.ended_keys.get(&key) {
+                    if let Some(c) = self.conns.get_mut(&id) {
+                        if let Some((at, end, detail)) = &mut c.ended {
+                            if end == "closed"
+                                && ev.ts.saturating_sub(*at) < Duration::from_millis(1)
+                            {
+                                *end = "rst_sent".into();
+                                *detail = Some(reason.clone());
+                                c.rst = Some(Rst {
+                                    sent: true,
+                                    reason: Some(reason.clone()),
+                                });
+                            }
+                        }
+                    }
+                    return;
+                }
                 let Some(&id) = self.live.get(&key) else {
                     return;
                 };
+                let unconfirmed = self.conns[&id].tw.as_ref().is_some_and(|t| {
+                    t.substate.is_none() && ev.ts.saturating_sub(t.since) < Duration::from_millis(1)
+                });
+                if unconfirmed && reason != "TCP_TIMEWAIT_SOCKET" {
+                    // CLOSE from FIN_WAIT_1/2 or CLOSING followed by our RST (close with
+                    // unread data, linger 0): an abort, not a timewait handover.
+                    let c = self.conns.get_mut(&id).expect("live");
+                    let tw = c.tw.take().expect("checked");
+                    let dwell = (!(c.path.len() == 1 && c.first_unobserved))
+                        .then(|| tw.since.saturating_sub(c.entered()));
+                    c.path.push((State::Closed, tw.since));
+                    c.rst = Some(Rst {
+                        sent: true,
+                        reason: Some(reason.clone()),
+                    });
+                    c.ended = Some((tw.since, "rst_sent".into(), Some(reason.clone())));
+                    self.pending.push_back(Pending::Transition {
+                        conn: id,
+                        at: tw.since,
+                        from: tw.from,
+                        to: State::Closed,
+                        dwell,
+                        task: Some(tw.task),
+                        origin: Origin::Tracepoint,
+                        kernel: None,
+                        note: None,
+                    });
+                    self.live.remove(&key);
+                    self.ended_keys.insert(key, id);
+                    self.pending.push_back(Pending::End { conn: id });
+                    return;
+                }
                 if self.conns[&id].tw.is_some() {
                     if reason == "TCP_TIMEWAIT_SOCKET" {
                         // tcp_timewait_state_process() → TCP_TW_RST: the RST is sent and
@@ -418,8 +473,11 @@ impl Tracker {
         let dwell = (!c.path.is_empty() && !(c.path.len() == 1 && c.first_unobserved))
             .then(|| ts.saturating_sub(c.entered()));
         if c.path.is_empty() {
-            if old == State::Closed {
+            // A fresh socket (CLOSE → SYN_SENT / LISTEN), or a child cloned from its
+            // listener (inet_csk_clone_lock(): LISTEN → SYN_RECV): born now.
+            if old == State::Closed || (old == State::Listen && new == State::SynReceived) {
                 c.path.push((old, ts));
+                c.born = true;
             } else {
                 // Entered before the watch (or while unobserved).
                 c.path.push((old, self.opts.start.min(ts)));
@@ -1201,7 +1259,7 @@ impl Tracker {
             if is_last && still_open_at.is_none() {
                 break;
             }
-            if i == 0 && *s == State::Closed && !c.first_unobserved {
+            if i == 0 && c.born {
                 continue;
             }
             let until = path.get(i + 1).map(|p| p.1).unwrap_or(end_at);
