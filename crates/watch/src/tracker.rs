@@ -470,7 +470,7 @@ impl Tracker {
                 c.state()
             ));
         }
-        let dwell = (!c.path.is_empty() && !(c.path.len() == 1 && c.first_unobserved))
+        let dwell = (!(c.path.is_empty() || c.path.len() == 1 && c.first_unobserved))
             .then(|| ts.saturating_sub(c.entered()));
         if c.path.is_empty() {
             // A fresh socket (CLOSE → SYN_SENT / LISTEN), or a child cloned from its
@@ -572,9 +572,7 @@ impl Tracker {
                 .or_default()
                 .push_back(id);
             // Keyed with port 0 until adopted (or failed with port 0, which also matches).
-            if !self.live.contains_key(&(local, remote)) {
-                self.live.insert((local, remote), id);
-            }
+            self.live.entry((local, remote)).or_insert(id);
         } else {
             self.live.insert((local, remote), id);
         }
@@ -1543,7 +1541,7 @@ mod tests {
         // The tw socket inherited cookie 7 (the tuple is deliberately different to prove
         // the cookie is used).
         let tw = sock(State::TimeWait, SockKind::TimeWaitMini, C, "127.0.0.1:1", 7);
-        let r = round(&mut t, 2100, &[tw.clone()]);
+        let r = round(&mut t, 2100, std::slice::from_ref(&tw));
         assert_eq!(
             transitions(&r),
             vec![
