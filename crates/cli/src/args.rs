@@ -74,26 +74,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
-/// A duration for people: `60 s`, `3.0 ms`, `2 min 5 s`.
-pub fn human(d: Duration) -> String {
-    let secs = d.as_secs_f64();
-    if secs == 0.0 {
-        "0 s".into()
-    } else if secs < 1.0 {
-        format!("{:.1} ms", secs * 1000.0)
-    } else if secs < 120.0 {
-        let rounded = (secs * 10.0).round() / 10.0;
-        if rounded.fract() == 0.0 {
-            format!("{rounded:.0} s")
-        } else {
-            format!("{rounded:.1} s")
-        }
-    } else {
-        let total = secs.round() as u64;
-        format!("{} min {} s", total / 60, total % 60)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,8 +85,5 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert!(parse_duration("2 weeks").is_err());
         assert!(parse_duration("-1s").is_err());
-        assert_eq!(human(Duration::from_secs(60)), "60 s");
-        assert_eq!(human(Duration::from_millis(3)), "3.0 ms");
-        assert_eq!(human(Duration::from_secs(240)), "4 min 0 s");
     }
 }

@@ -90,28 +90,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Time spent in each state, per endpoint: the lifeline. The initial CLOSED and the state
-/// the endpoint ends in carry no duration.
+/// Each endpoint's lifeline.
 fn summary(t: &tcpstate_fsm::Timeline) -> String {
     let mut s = String::from("\n");
     for side in [Side::A, Side::B] {
-        let dwell = t.dwell(side);
-        let last = dwell.len().saturating_sub(1);
-        let parts: Vec<String> = dwell
-            .into_iter()
-            .enumerate()
-            .filter(|&(i, (state, _, d))| {
-                !(i == 0 && state == tcpstate_fsm::State::Closed && d.is_zero())
-            })
-            .map(|(i, (state, _, d))| {
-                if i == last {
-                    state.to_string()
-                } else {
-                    format!("{state} {}", crate::args::human(d))
-                }
-            })
-            .collect();
-        s.push_str(&format!("{:<7} {}\n", t.name(side), parts.join(" → ")));
+        if let Some(line) = t.lifeline(side) {
+            s.push_str(&format!("{:<7} {line}\n", t.name(side)));
+        }
     }
     s
 }

@@ -36,5 +36,5 @@ pub use seq::SeqNum;
 pub use sim::{Fate, Sim};
 pub use state::{ParseStateError, State};
 pub use table::{Applies, Path, Transition, TRANSITIONS};
-pub use timeline::{CallStep, CallStepKind, Side, Step, StepKind, Timeline};
+pub use timeline::{human_duration, CallStep, CallStepKind, Side, Step, StepKind, Timeline};
 pub use trigger::{CallKind, SegmentKind, TimerKind, Trigger};

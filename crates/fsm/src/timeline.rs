@@ -245,3 +245,87 @@ impl std::fmt::Display for Timeline {
         Ok(())
     }
 }
+
+/// A duration for people: `0 s`, `3.0 ms`, `2.1 s`, `60 s`, `4 min 0 s`.
+pub fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs == 0.0 {
+        "0 s".into()
+    } else if secs < 1.0 {
+        format!("{:.1} ms", secs * 1000.0)
+    } else if secs < 120.0 {
+        let rounded = (secs * 10.0).round() / 10.0;
+        if rounded.fract() == 0.0 {
+            format!("{rounded:.0} s")
+        } else {
+            format!("{rounded:.1} s")
+        }
+    } else {
+        let total = secs.round() as u64;
+        format!("{} min {} s", total / 60, total % 60)
+    }
+}
+
+impl Timeline {
+    /// One endpoint's life as a line: `SYN_SENT 20.0 ms → ESTABLISHED 2.1 s → … → CLOSED`.
+    /// The initial CLOSED (if it lasted no time) and the final state carry no duration; `None`
+    /// if the endpoint never changed state.
+    pub fn lifeline(&self, side: Side) -> Option<String> {
+        let dwell = self.dwell(side);
+        if dwell.is_empty() {
+            return None;
+        }
+        let last = dwell.len() - 1;
+        let parts: Vec<String> = dwell
+            .into_iter()
+            .enumerate()
+            .filter(|&(i, (state, _, d))| !(i == 0 && state == State::Closed && d.is_zero()))
+            .map(|(i, (state, _, d))| {
+                if i == last {
+                    state.to_string()
+                } else {
+                    format!("{state} {}", human_duration(d))
+                }
+            })
+            .collect();
+        Some(parts.join(" → "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{SegmentKind, Trigger};
+
+    #[test]
+    fn lifeline_and_human_durations() {
+        let mut t = Timeline::new("t", "a", "b");
+        let tr = |from, to| StepKind::Transition {
+            from,
+            to,
+            trigger: Trigger::Segment(SegmentKind::Fin),
+        };
+        t.push(
+            Duration::ZERO,
+            Side::A,
+            tr(State::Closed, State::Established),
+        );
+        t.push(
+            Duration::from_millis(2100),
+            Side::A,
+            tr(State::Established, State::TimeWait),
+        );
+        t.push(
+            Duration::from_millis(62100),
+            Side::A,
+            tr(State::TimeWait, State::Closed),
+        );
+        assert_eq!(
+            t.lifeline(Side::A).unwrap(),
+            "ESTABLISHED 2.1 s → TIME_WAIT 60 s → CLOSED"
+        );
+        assert_eq!(t.lifeline(Side::B), None);
+        assert_eq!(human_duration(Duration::from_micros(200)), "0.2 ms");
+        assert_eq!(human_duration(Duration::from_secs(240)), "4 min 0 s");
+    }
+}
