@@ -25,12 +25,14 @@ pub mod decode;
 mod error;
 pub mod reader;
 mod rfc;
+pub mod summary;
 mod tracker;
 pub mod zeek;
 
 pub use error::CaptureError;
 pub use reader::{CaptureReader, Format, LinkType, Packet};
 pub use rfc::{EndpointFacts, RfcReport, RfcView};
+pub use summary::Summary;
 pub use tracker::{Options, Totals, Tracker};
 
 use decode::{Decoder, Skip};

@@ -57,12 +57,18 @@ struct Endpoint {
     facts: EndpointFacts,
     /// Set when the machine could not be started (mid-stream capture).
     undriven_noted: bool,
+    /// The machine's states with the time each was entered (the first entry is the state
+    /// before the first transition, at time zero): kept even when steps are not recorded.
+    states: Vec<(Duration, State)>,
 }
 
 /// Per-connection RFC reconstruction in progress.
 #[derive(Debug, Clone)]
 pub struct RfcView {
     ep: [Endpoint; 2],
+    /// Whether to record the timeline's steps (segments, transitions, notes); when off, only
+    /// each endpoint's state changes and the facts are kept.
+    record: bool,
     /// Steps of both endpoints, endpoint index as `Side::A` = 0 until `finish` maps roles.
     steps: Vec<(Duration, usize, StepKind)>,
     next_id: u64,
@@ -74,8 +80,12 @@ pub struct RfcView {
 /// The finished reconstruction of a connection.
 #[derive(Debug, Clone)]
 pub struct RfcReport {
-    /// Both endpoints' timeline; `Side::A` is the originator.
-    pub timeline: Timeline,
+    /// Both endpoints' timeline; `Side::A` is the originator. `None` when the analysis was
+    /// told not to record timelines ([`crate::Options::timelines`]).
+    pub timeline: Option<Timeline>,
+    /// Each side's states with the time it entered them, `[A, B]` (as
+    /// [`Timeline::states`] gives them; empty when the machine was never driven).
+    pub states: [Vec<(Duration, State)>; 2],
     /// Facts per side, `[A, B]`.
     pub facts: [EndpointFacts; 2],
     /// Final state per side per its machine (`None` when the machine could not be driven,
@@ -129,8 +139,9 @@ fn segment_of(seg: &TcpSegment) -> Segment {
 }
 
 impl RfcView {
-    /// A connection whose first packet went from `a` to `b`.
-    pub fn new(a: SocketAddr, b: SocketAddr) -> RfcView {
+    /// A connection whose first packet went from `a` to `b`; `record` keeps the full
+    /// timeline (control segments, transitions, notes).
+    pub fn new(a: SocketAddr, b: SocketAddr, record: bool) -> RfcView {
         let ep = |addr| Endpoint {
             addr,
             machine: None,
@@ -139,9 +150,11 @@ impl RfcView {
             fin_seq: None,
             facts: EndpointFacts::default(),
             undriven_noted: false,
+            states: Vec::new(),
         };
         RfcView {
             ep: [ep(a), ep(b)],
+            record,
             steps: Vec::new(),
             next_id: 0,
             anomalies: 0,
@@ -149,24 +162,33 @@ impl RfcView {
         }
     }
 
-    fn note(&mut self, at: Duration, side: usize, text: String) {
+    fn note(&mut self, at: Duration, side: usize, text: impl FnOnce() -> String) {
         self.anomalies += 1;
-        self.steps.push((at, side, StepKind::Note(text)));
+        if self.record {
+            self.steps.push((at, side, StepKind::Note(text())));
+        }
     }
 
     /// Drain a machine's events into transitions; read what became readable (the capture
     /// cannot see reads; assuming the application reads keeps Linux's close-with-unread-data
     /// RST from firing on data nobody could see unread).
     fn drain(&mut self, side: usize, at: Duration) {
-        let Some(m) = self.ep[side].machine.as_mut() else {
+        let e = &mut self.ep[side];
+        let Some(m) = e.machine.as_mut() else {
             return;
         };
         while m.poll_transmit(at).is_some() {}
-        let mut steps = Vec::new();
         while let Some(ev) = m.poll_event() {
             match ev {
                 Event::StateChanged { from, to, trigger } => {
-                    steps.push((at, side, StepKind::Transition { from, to, trigger }))
+                    if e.states.is_empty() {
+                        e.states.push((Duration::ZERO, from));
+                    }
+                    e.states.push((at, to));
+                    if self.record {
+                        self.steps
+                            .push((at, side, StepKind::Transition { from, to, trigger }));
+                    }
                 }
                 Event::Readable(n) => {
                     let _ = m.read(n);
@@ -174,7 +196,6 @@ impl RfcView {
                 _ => {}
             }
         }
-        self.steps.extend(steps);
     }
 
     /// One observed segment at `at` (since the connection's first packet) from endpoint `i`.
@@ -211,7 +232,7 @@ impl RfcView {
         if f.rst() && e.facts.rst.is_none() {
             e.facts.rst = Some((at, state_before));
         }
-        if f.syn() || f.fin() || f.rst() {
+        if self.record && (f.syn() || f.fin() || f.rst()) {
             self.next_id += 1;
             self.steps.push((
                 at,
@@ -267,12 +288,10 @@ impl RfcView {
                     }
                     None => {
                         self.drain(i, at);
-                        self.note(
-                            at,
-                            i,
+                        self.note(at, i, || {
                             "SYN+ACK without a captured SYN: the peer's SYN is assumed at this time"
-                                .into(),
-                        );
+                                .into()
+                        });
                         let syn = Segment::control(s.ack - 1, SeqNum(0), Flags::SYN, s.window);
                         if let Some(m) = self.ep[i].machine.as_mut() {
                             m.handle_segment(at, syn);
@@ -291,7 +310,9 @@ impl RfcView {
                     "capture starts mid-connection for this endpoint: no handshake seen, so its \
                      state is not reconstructed (ESTABLISHED is likely but not shown)"
                 };
-                self.steps.push((at, i, StepKind::Note(text.into())));
+                if self.record {
+                    self.steps.push((at, i, StepKind::Note(text.into())));
+                }
             }
             return;
         }
@@ -303,13 +324,16 @@ impl RfcView {
             if synchronized(state) && missing > 0 && missing < (1 << 30) && !f.syn() {
                 let _ = m.send(at, missing as u32);
                 self.drain(i, at);
-                self.steps.push((
-                    at,
-                    i,
-                    StepKind::Note(format!(
-                        "capture loss: {missing} bytes sent before this segment were not captured"
-                    )),
-                ));
+                if self.record {
+                    self.steps.push((
+                        at,
+                        i,
+                        StepKind::Note(format!(
+                            "capture loss: {missing} bytes sent before this segment were not \
+                             captured"
+                        )),
+                    ));
+                }
             }
         }
         let m = self.ep[i].machine.as_mut().expect("checked above");
@@ -347,7 +371,7 @@ impl RfcView {
         }
         self.drain(i, at);
         if let Some(p) = problem {
-            self.note(at, i, p);
+            self.note(at, i, || p);
         }
     }
 
@@ -384,38 +408,53 @@ impl RfcView {
     /// last packet.
     pub fn finish(mut self, orig: usize, end: Duration) -> RfcReport {
         let side = |i: usize| if i == orig { Side::A } else { Side::B };
-        let mut timeline = Timeline::new(
-            format!("{} → {}", self.ep[orig].addr, self.ep[orig ^ 1].addr),
-            self.ep[orig].addr.to_string(),
-            self.ep[orig ^ 1].addr.to_string(),
-        );
-        self.steps.sort_by_key(|(at, _, _)| *at);
-        for (at, i, kind) in self.steps.drain(..) {
-            timeline.push(at, side(i), kind);
+        let timeline = self.record.then(|| {
+            let mut timeline = Timeline::new(
+                format!("{} → {}", self.ep[orig].addr, self.ep[orig ^ 1].addr),
+                self.ep[orig].addr.to_string(),
+                self.ep[orig ^ 1].addr.to_string(),
+            );
+            // Steps are pushed nearly in order (a passive opener's first transitions are
+            // back-dated to its peer's SYN); a stable sort keeps ties in push order.
+            if !self.steps.is_sorted_by_key(|(at, _, _)| *at) {
+                self.steps.sort_by_key(|(at, _, _)| *at);
+            }
+            timeline.steps.reserve(self.steps.len());
+            for (at, i, kind) in self.steps.drain(..) {
+                timeline.push(at, side(i), kind);
+            }
+            timeline
+        });
+        let [e0, e1] = &mut self.ep;
+        let (ea, eb) = if orig == 0 { (e0, e1) } else { (e1, e0) };
+        for e in [&mut *ea, &mut *eb] {
+            // The same order as the timeline's (capture times can step backwards).
+            if !e.states.is_sorted_by_key(|(at, _)| *at) {
+                e.states.sort_by_key(|(at, _)| *at);
+            }
         }
-        let by_side = |i: usize| if side(i) == Side::A { 0 } else { 1 };
-        let mut facts: [EndpointFacts; 2] = Default::default();
-        let mut final_state = [None, None];
-        for i in 0..2 {
-            facts[by_side(i)] = self.ep[i].facts.clone();
-            final_state[by_side(i)] = self.ep[i].machine.as_ref().map(|m| m.state());
-        }
+        let facts = [std::mem::take(&mut ea.facts), std::mem::take(&mut eb.facts)];
+        let final_state = [
+            ea.machine.as_ref().map(|m| m.state()),
+            eb.machine.as_ref().map(|m| m.state()),
+        ];
+        let states = [
+            std::mem::take(&mut ea.states),
+            std::mem::take(&mut eb.states),
+        ];
+        let visited = |k: usize, st: State| states[k].iter().any(|&(_, s)| s == st);
         let closed_first = match (facts[0].first_fin_at, facts[1].first_fin_at) {
             (Some(a), Some(b)) => Some(if b < a { Side::B } else { Side::A }),
             (Some(_), None) => Some(Side::A),
             (None, Some(_)) => Some(Side::B),
             (None, None) => None,
         };
-        let time_wait = [
-            timeline.visited(Side::A, State::TimeWait),
-            timeline.visited(Side::B, State::TimeWait),
-        ];
-        let simultaneous_close =
-            timeline.visited(Side::A, State::Closing) || timeline.visited(Side::B, State::Closing);
+        let time_wait = [visited(0, State::TimeWait), visited(1, State::TimeWait)];
+        let simultaneous_close = visited(0, State::Closing) || visited(1, State::Closing);
         let mut close_wait = [None, None];
         let mut close_wait_open = [false, false];
-        for (k, s) in [Side::A, Side::B].into_iter().enumerate() {
-            let states = timeline.states(s);
+        for k in 0..2 {
+            let states = &states[k];
             for (n, &(entered, st)) in states.iter().enumerate() {
                 if st == State::CloseWait {
                     let left = states.get(n + 1).map(|&(t, _)| t);
@@ -435,6 +474,7 @@ impl RfcView {
         let half_open = (facts[0].segments == 0) != (facts[1].segments == 0);
         RfcReport {
             timeline,
+            states,
             facts,
             final_state,
             closed_first,

@@ -29,7 +29,7 @@ const UDP_INACTIVITY_TIMEOUT: i64 = 60 * SEC;
 const CLOSED_IDLE: i64 = 60 * SEC;
 
 /// How to analyse.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// Follow Zeek exactly: drop bad-checksum packets (unless `ignore_checksums`) and split
     /// connections with Zeek's timers.
@@ -39,6 +39,21 @@ pub struct Options {
     /// Zeek's `likely_server_ports`, which decide the direction of connections whose
     /// first packet is not a SYN: the default list, or a bare (`-b`) run's.
     pub server_ports: ServerPorts,
+    /// Record each connection's full timeline (control segments, transitions, notes) in
+    /// [`crate::RfcReport::timeline`]. Off, only the facts and each side's state changes
+    /// are kept, which is faster (totals and tables need nothing more). Default: on.
+    pub timelines: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            zeek: false,
+            ignore_checksums: false,
+            server_ports: ServerPorts::default(),
+            timelines: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -376,7 +391,7 @@ impl Tracker {
             analyzer_gen: 0,
             inactivity_gen: 0,
             zeek,
-            rfc: RfcView::new(seg.src, seg.dst),
+            rfc: RfcView::new(seg.src, seg.dst, self.opts.timelines),
             bad_checksums: 0,
         };
         let slot = match self.free.pop() {

@@ -98,6 +98,7 @@ fn run(trace: &Path, flags: &str) -> Vec<Row> {
     let opts = Options {
         zeek: true,
         ignore_checksums: flags.split_whitespace().any(|f| f == "-C"),
+        timelines: true,
         server_ports: if bare {
             ServerPorts::bare(bare_loads(trace)).unwrap()
         } else {

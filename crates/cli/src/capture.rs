@@ -1,15 +1,19 @@
 //! `tcpstate capture FILE`: connections in a pcap/pcapng file with both endpoints' states,
-//! as a table, JSON, or Zeek conn.log lines.
+//! as a table, JSON, or Zeek conn.log lines; totals over the file (`--summary`); the
+//! sequence chart of one connection (`--conn ID --chart FORMAT`).
 
-use anyhow::Context;
+use crate::args::ChartArg;
+use crate::timeline_json::timeline_to_json;
+use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use tcpstate_capture::summary::{Dwells, Percentiles};
 use tcpstate_capture::zeek::{ServerPorts, PROTOCOL_PORTS};
-use tcpstate_capture::{analyze_file, format_time, ConnectionReport, Options};
-use tcpstate_fsm::{Side, State, StepKind};
+use tcpstate_capture::{analyze_file, format_time, ConnectionReport, Options, Summary};
+use tcpstate_fsm::{Side, State, StepKind, Timeline};
 
 /// Arguments of `tcpstate capture`.
 #[derive(clap::Args, Debug)]
@@ -34,8 +38,20 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Print the state timeline of every connection after the table.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["summary", "conn"])]
     pub timelines: bool,
+    /// Totals instead of one row per connection: connections by conn_state, who closes
+    /// first per server port, CLOSE_WAIT dwell percentiles per server port, RST rates.
+    #[arg(long, conflicts_with = "conn")]
+    pub summary: bool,
+    /// Only the connection with this ID (the ID column of the table, `id` in JSON; IDs
+    /// number connections in order of first packet, so use the same --zeek/-b flags).
+    #[arg(long, value_name = "ID")]
+    pub conn: Option<u64>,
+    /// With --conn: draw its sequence chart (SYN, FIN and RST segments with both ends'
+    /// states; data and pure ACKs are counted, not drawn). Default text.
+    #[arg(long, value_enum, requires = "conn")]
+    pub chart: Option<ChartArg>,
 }
 
 fn ms(d: Duration) -> String {
@@ -87,9 +103,7 @@ fn conn_json(c: &ConnectionReport) -> Value {
         if let Some(at) = f.first_fin_at {
             v["first_fin_at_s"] = json!(at.as_secs_f64());
         }
-        let states: Vec<Value> = r
-            .timeline
-            .states(if k == 0 { Side::A } else { Side::B })
+        let states: Vec<Value> = r.states[k]
             .iter()
             .map(|(at, s)| json!({"at_s": at.as_secs_f64(), "state": s.name()}))
             .collect();
@@ -98,8 +112,8 @@ fn conn_json(c: &ConnectionReport) -> Value {
     };
     let notes: Vec<Value> = r
         .timeline
-        .steps
         .iter()
+        .flat_map(|t| &t.steps)
         .filter_map(|s| match &s.kind {
             StepKind::Note(t) => {
                 Some(json!({"at_s": s.at.as_secs_f64(), "side": side_name(s.side), "note": t}))
@@ -143,6 +157,290 @@ fn conn_json(c: &ConnectionReport) -> Value {
     v
 }
 
+fn end_tag(r: &tcpstate_capture::RfcReport) -> String {
+    match (r.closed_first, r.reset) {
+        (Some(s), _) => side_name(s).to_string(),
+        (None, Some((s, _))) => format!("RST:{}", side_name(s)),
+        (None, None) => "-".to_string(),
+    }
+}
+
+const TABLE_HEADER: [&str; 11] = [
+    "ID",
+    "ORIG -> RESP",
+    "START",
+    "DURATION",
+    "ORIG END",
+    "RESP END",
+    "CLOSE1",
+    "CLOSE_WAIT",
+    "TW",
+    "STATE",
+    "HISTORY",
+];
+
+fn table_row(out: &mut impl Write, c: &ConnectionReport, timelines: bool) -> std::io::Result<()> {
+    let r = &c.rfc;
+    let tw = match r.time_wait {
+        [true, true] => "both",
+        [true, false] => "orig",
+        [false, true] => "resp",
+        _ => "-",
+    };
+    let cw = r
+        .close_wait
+        .iter()
+        .zip(r.close_wait_open)
+        .find_map(|(d, open)| d.map(|d| format!("{}{}", ms(d), if open { "+" } else { "" })))
+        .unwrap_or_else(|| "-".into());
+    writeln!(
+        out,
+        "{:>4}  {:<44} {:>17} {:>11}  {:<11} {:<11} {:<6} {:>11} {:<4} {:<6} {}",
+        c.id,
+        format!("{} -> {}", c.orig, c.resp),
+        format_time(c.start_ns),
+        ms(Duration::from_nanos(c.duration_ns.max(0) as u64)),
+        state_name(r.final_state[0]),
+        state_name(r.final_state[1]),
+        end_tag(r),
+        cw,
+        tw,
+        c.zeek.conn_state,
+        c.zeek.history,
+    )?;
+    if !timelines {
+        return Ok(());
+    }
+    for step in r.timeline.iter().flat_map(|t| &t.steps) {
+        let what = match &step.kind {
+            StepKind::Transition { from, to, trigger } => {
+                format!("{} -> {} ({trigger})", from.name(), to.name())
+            }
+            StepKind::Sent {
+                segment,
+                retransmission,
+                ..
+            } => format!(
+                "sent {segment}{}",
+                if *retransmission {
+                    " (retransmission)"
+                } else {
+                    ""
+                }
+            ),
+            StepKind::Note(t) => format!("note: {t}"),
+            _ => continue,
+        };
+        writeln!(
+            out,
+            "        {:>12}  {}  {what}",
+            ms(step.at),
+            side_name(step.side)
+        )?;
+    }
+    Ok(())
+}
+
+fn pct(n: u64, of: u64) -> f64 {
+    if of == 0 {
+        0.0
+    } else {
+        n as f64 * 100.0 / of as f64
+    }
+}
+
+fn percentiles_json(p: Option<Percentiles>) -> Value {
+    match p {
+        None => json!({"count": 0}),
+        Some(p) => json!({
+            "count": p.count,
+            "p50_s": p.p50.as_secs_f64(),
+            "p90_s": p.p90.as_secs_f64(),
+            "p99_s": p.p99.as_secs_f64(),
+            "max_s": p.max.as_secs_f64(),
+        }),
+    }
+}
+
+fn dwells_json(d: &mut Dwells) -> Value {
+    json!({
+        "completed": percentiles_json(d.completed()),
+        "still_open": percentiles_json(d.still_open()),
+    })
+}
+
+fn summary_json(s: &mut Summary) -> Value {
+    let states: serde_json::Map<String, Value> = s
+        .conn_states
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    let resets: Vec<Value> = s
+        .resets
+        .iter()
+        .map(|((side, state), n)| {
+            let mut v = json!({"by": side_name(*side), "connections": n});
+            if let Some(st) = state {
+                v["in_state"] = json!(st.name());
+            }
+            v
+        })
+        .collect();
+    let total = s.connections;
+    let ports: Vec<Value> = s
+        .ports
+        .iter_mut()
+        .map(|(port, p)| {
+            json!({
+                "port": port,
+                "connections": p.connections,
+                "closed_first": {
+                    "orig": p.orig_closed_first,
+                    "resp": p.resp_closed_first,
+                    "simultaneous": p.simultaneous_close,
+                    "no_fin": p.no_fin,
+                },
+                "reset_by_orig": p.reset_by_orig,
+                "reset_by_resp": p.reset_by_resp,
+                "reset_rate": pct(p.reset_by_orig + p.reset_by_resp, p.connections) / 100.0,
+                "close_wait": {
+                    "orig": dwells_json(&mut p.orig_close_wait),
+                    "resp": dwells_json(&mut p.resp_close_wait),
+                },
+            })
+        })
+        .collect();
+    let reset_total = s.reset_by(Side::A) + s.reset_by(Side::B);
+    json!({
+        "connections": total,
+        "conn_states": states,
+        "reset_connections": reset_total,
+        "reset_rate": pct(reset_total, total) / 100.0,
+        "resets": resets,
+        "ports": ports,
+    })
+}
+
+fn percentile_cells(p: Option<Percentiles>) -> String {
+    match p {
+        None => format!("{:>7} {:>10} {:>10} {:>10} {:>10}", 0, "-", "-", "-", "-"),
+        Some(p) => format!(
+            "{:>7} {:>10} {:>10} {:>10} {:>10}",
+            p.count,
+            ms(p.p50),
+            ms(p.p90),
+            ms(p.p99),
+            ms(p.max)
+        ),
+    }
+}
+
+/// Server ports shown in the text summary (the busiest); JSON lists them all.
+const SUMMARY_PORTS: usize = 20;
+
+fn write_summary(out: &mut impl Write, s: &mut Summary) -> std::io::Result<()> {
+    let total = s.connections;
+    writeln!(out, "connections by conn_state (Zeek's codes)")?;
+    let mut states: Vec<(&str, u64)> = s.conn_states.iter().map(|(k, v)| (*k, *v)).collect();
+    states.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    for (state, n) in states {
+        writeln!(out, "  {state:<7} {n:>10} {:>6.1}%", pct(n, total))?;
+    }
+    let (ro, rr) = (s.reset_by(Side::A), s.reset_by(Side::B));
+    writeln!(
+        out,
+        "\nresets: {} of {total} connections ({:.1}%): first RST by orig {ro}, by resp {rr}",
+        ro + rr,
+        pct(ro + rr, total)
+    )?;
+    for ((side, state), n) in &s.resets {
+        writeln!(
+            out,
+            "  by {:<4} in {:<12} {n:>10}",
+            side_name(*side),
+            state.map_or("(unknown)", State::name)
+        )?;
+    }
+    let mut ports: Vec<(&u16, &mut tcpstate_capture::summary::PortSummary)> =
+        s.ports.iter_mut().collect();
+    ports.sort_by(|a, b| b.1.connections.cmp(&a.1.connections).then(a.0.cmp(b.0)));
+    let hidden = ports.len().saturating_sub(SUMMARY_PORTS);
+    ports.truncate(SUMMARY_PORTS);
+    writeln!(
+        out,
+        "\nwho closes first, per server port (the responder's port)\n  {:>5} {:>10} {:>12} {:>12} {:>8} {:>8} {:>9} {:>9} {:>7}",
+        "PORT", "CONNS", "ORIG FIRST", "RESP FIRST", "SIMULT", "NO FIN", "RST ORIG", "RST RESP", "RST %"
+    )?;
+    for (port, p) in &ports {
+        writeln!(
+            out,
+            "  {port:>5} {:>10} {:>12} {:>12} {:>8} {:>8} {:>9} {:>9} {:>6.1}%",
+            p.connections,
+            p.orig_closed_first,
+            p.resp_closed_first,
+            p.simultaneous_close,
+            p.no_fin,
+            p.reset_by_orig,
+            p.reset_by_resp,
+            pct(p.reset_by_orig + p.reset_by_resp, p.connections)
+        )?;
+    }
+    writeln!(
+        out,
+        "\nCLOSE_WAIT dwell per server port (its FIN received -> its own FIN or RST sent; OPEN: still in CLOSE_WAIT at the end, lower bounds)\n  {:>5} {:<4} {:>7} {:>10} {:>10} {:>10} {:>10}  {:>7} {:>10}",
+        "PORT", "SIDE", "COUNT", "P50", "P90", "P99", "MAX", "OPEN", "OPEN MAX"
+    )?;
+    for (port, p) in ports.iter_mut() {
+        for (side, d) in [
+            ("orig", &mut p.orig_close_wait),
+            ("resp", &mut p.resp_close_wait),
+        ] {
+            if d.is_empty() {
+                continue;
+            }
+            let open = d.still_open();
+            writeln!(
+                out,
+                "  {port:>5} {side:<4} {}  {:>7} {:>10}",
+                percentile_cells(d.completed()),
+                open.map_or(0, |p| p.count),
+                open.map_or_else(|| "-".to_string(), |p| ms(p.max)),
+            )?;
+        }
+    }
+    if hidden > 0 {
+        writeln!(out, "  ({hidden} more server ports: see --json)")?;
+    }
+    Ok(())
+}
+
+fn lifelines(t: &Timeline) -> String {
+    let mut s = String::from("\n");
+    for side in [Side::A, Side::B] {
+        let dwell = t.dwell(side);
+        let last = dwell.len().saturating_sub(1);
+        let parts: Vec<String> = dwell
+            .into_iter()
+            .enumerate()
+            .filter(|&(i, (state, _, d))| !(i == 0 && state == State::Closed && d.is_zero()))
+            .map(|(i, (state, _, d))| {
+                if i == last {
+                    state.name().to_string()
+                } else {
+                    format!("{} {}", state.name(), ms(d))
+                }
+            })
+            .collect();
+        let parts = if parts.is_empty() {
+            "(state not reconstructed: no handshake seen)".to_string()
+        } else {
+            parts.join(" -> ")
+        };
+        s.push_str(&format!("{} {}: {parts}\n", side_name(side), t.name(side)));
+    }
+    s
+}
+
 /// Run the command.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let server_ports = if args.bare {
@@ -158,39 +456,40 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ServerPorts::default_list()
     };
+    // Full timelines cost time and memory: only when something prints them.
     let opts = Options {
         zeek: args.zeek,
         ignore_checksums: args.ignore_checksums,
         server_ports,
+        timelines: args.timelines || args.conn.is_some() || (args.json && !args.summary),
     };
     let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut write_err: Option<std::io::Error> = None;
     let mut conns: Vec<Value> = Vec::new();
+    let mut totals = Summary::new();
+    let mut chosen: Option<ConnectionReport> = None;
     let mut n = 0u64;
-    if args.zeek && !args.json {
+    let per_conn = !args.summary && args.conn.is_none();
+    if args.zeek && !args.json && per_conn {
         writeln!(out, "{}", tcpstate_capture::ZEEK_HEADER)?;
     }
-    let table_header = format!(
-        "{:>4}  {:<44} {:>17} {:>11}  {:<11} {:<11} {:<6} {:>11} {:<4} {:<6} {}",
-        "ID",
-        "ORIG -> RESP",
-        "START",
-        "DURATION",
-        "ORIG END",
-        "RESP END",
-        "CLOSE1",
-        "CLOSE_WAIT",
-        "TW",
-        "STATE",
-        "HISTORY"
-    );
     let mut header_done = false;
     let result = analyze_file(&args.file, opts, &mut |c| {
         if write_err.is_some() {
             return;
         }
         n += 1;
+        if args.summary {
+            totals.add(&c);
+            return;
+        }
+        if let Some(id) = args.conn {
+            if c.id == id {
+                chosen = Some(c);
+            }
+            return;
+        }
         let res = (|| -> std::io::Result<()> {
             if args.json {
                 conns.push(conn_json(&c));
@@ -199,72 +498,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 writeln!(out, "{}", c.zeek_line(&format!("C{:016x}", c.id)))?;
             } else {
                 if !header_done {
-                    writeln!(out, "{table_header}")?;
+                    let h = TABLE_HEADER;
+                    writeln!(
+                        out,
+                        "{:>4}  {:<44} {:>17} {:>11}  {:<11} {:<11} {:<6} {:>11} {:<4} {:<6} {}",
+                        h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10]
+                    )?;
                     header_done = true;
                 }
-                let r = &c.rfc;
-                let tw = match r.time_wait {
-                    [true, true] => "both",
-                    [true, false] => "orig",
-                    [false, true] => "resp",
-                    _ => "-",
-                };
-                let cw = r
-                    .close_wait
-                    .iter()
-                    .zip(r.close_wait_open)
-                    .find_map(|(d, open)| {
-                        d.map(|d| format!("{}{}", ms(d), if open { "+" } else { "" }))
-                    })
-                    .unwrap_or_else(|| "-".into());
-                writeln!(
-                    out,
-                    "{:>4}  {:<44} {:>17} {:>11}  {:<11} {:<11} {:<6} {:>11} {:<4} {:<6} {}",
-                    c.id,
-                    format!("{} -> {}", c.orig, c.resp),
-                    format_time(c.start_ns),
-                    ms(Duration::from_nanos(c.duration_ns.max(0) as u64)),
-                    state_name(r.final_state[0]),
-                    state_name(r.final_state[1]),
-                    match (r.closed_first, r.reset) {
-                        (Some(s), _) => side_name(s).to_string(),
-                        (None, Some((s, _))) => format!("RST:{}", side_name(s)),
-                        (None, None) => "-".to_string(),
-                    },
-                    cw,
-                    tw,
-                    c.zeek.conn_state,
-                    c.zeek.history,
-                )?;
-                if args.timelines {
-                    for step in &r.timeline.steps {
-                        let what = match &step.kind {
-                            StepKind::Transition { from, to, trigger } => {
-                                format!("{} -> {} ({trigger})", from.name(), to.name())
-                            }
-                            StepKind::Sent {
-                                segment,
-                                retransmission,
-                                ..
-                            } => format!(
-                                "sent {segment}{}",
-                                if *retransmission {
-                                    " (retransmission)"
-                                } else {
-                                    ""
-                                }
-                            ),
-                            StepKind::Note(t) => format!("note: {t}"),
-                            _ => continue,
-                        };
-                        writeln!(
-                            out,
-                            "        {:>12}  {}  {what}",
-                            ms(step.at),
-                            side_name(step.side)
-                        )?;
-                    }
-                }
+                table_row(&mut out, &c, args.timelines)?;
             }
             Ok(())
         })();
@@ -277,39 +519,86 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let mut summary = result.with_context(|| format!("reading {}", args.file.display()))?;
     let error = summary.error.take();
-    if args.json {
-        let skipped: serde_json::Map<String, Value> = summary
-            .skipped
-            .iter()
-            .map(|(k, v)| (k.clone(), json!(v)))
-            .collect();
-        let doc = json!({
-            "version": 1,
-            "file": args.file.display().to_string(),
-            "frames": summary.frames,
-            "tcp_segments": summary.totals.segments,
-            "bad_checksums": summary.totals.bad_checksums,
-            "dropped": summary.totals.dropped,
-            "skipped": skipped,
-            "connections": conns,
-            "times_note": "times are when packets passed the capture point: exact on loopback, estimates of the endpoints' times elsewhere",
-        });
+    let skipped: serde_json::Map<String, Value> = summary
+        .skipped
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    let counts_line = format!(
+        "{} connections, {} TCP segments in {} frames ({} bad TCP checksums{}); times are at the capture point",
+        n,
+        summary.totals.segments,
+        summary.frames,
+        summary.totals.bad_checksums,
+        if summary.totals.dropped > 0 {
+            format!(", {} dropped", summary.totals.dropped)
+        } else {
+            String::new()
+        }
+    );
+    let mut doc = json!({
+        "version": 1,
+        "file": args.file.display().to_string(),
+        "frames": summary.frames,
+        "tcp_segments": summary.totals.segments,
+        "bad_checksums": summary.totals.bad_checksums,
+        "dropped": summary.totals.dropped,
+        "skipped": skipped,
+        "times_note": "times are when packets passed the capture point: exact on loopback, estimates of the endpoints' times elsewhere",
+    });
+    if let Some(id) = args.conn {
+        // Write what we have before any read error is reported.
+        let Some(c) = chosen else {
+            out.flush()?;
+            if let Some(e) = error {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "reading {}: no connection {id} before this point",
+                    args.file.display()
+                )));
+            }
+            bail!(
+                "no connection with ID {id} in {} (it has {n}; IDs are 1..={n}, in order of first packet, and depend on --zeek/-b)",
+                args.file.display()
+            );
+        };
+        let timeline = c
+            .rfc
+            .timeline
+            .clone()
+            .context("internal: the timeline was not recorded")?;
+        if args.json {
+            doc["connection"] = conn_json(&c);
+            doc["timeline"] = timeline_to_json(&timeline);
+            serde_json::to_writer_pretty(&mut out, &doc)?;
+            writeln!(out)?;
+        } else {
+            let format = args.chart.unwrap_or(ChartArg::Text);
+            out.write_all(tcpstate_draw::chart(&timeline, format.format()).as_bytes())?;
+            if format == ChartArg::Text {
+                out.write_all(lifelines(&timeline).as_bytes())?;
+                let f = &c.rfc.facts;
+                writeln!(
+                    out,
+                    "segments: orig {} ({} payload bytes), resp {} ({} payload bytes); only SYN, FIN and RST are drawn; times are at the capture point",
+                    f[0].segments, f[0].payload, f[1].segments, f[1].payload
+                )?;
+            }
+        }
+    } else if args.summary {
+        if args.json {
+            doc["summary"] = summary_json(&mut totals);
+            serde_json::to_writer_pretty(&mut out, &doc)?;
+            writeln!(out)?;
+        } else {
+            writeln!(out, "{counts_line}\n")?;
+            write_summary(&mut out, &mut totals)?;
+        }
+    } else if args.json {
+        doc["connections"] = Value::Array(conns);
         serde_json::to_writer_pretty(&mut out, &doc)?;
         writeln!(out)?;
     } else if !args.zeek {
-        writeln!(
-            out,
-            "{} connections, {} TCP segments in {} frames ({} bad TCP checksums{}); times are at the capture point",
-            n,
-            summary.totals.segments,
-            summary.frames,
-            summary.totals.bad_checksums,
-            if summary.totals.dropped > 0 {
-                format!(", {} dropped", summary.totals.dropped)
-            } else {
-                String::new()
-            }
-        )?;
+        writeln!(out, "{counts_line}")?;
     }
     out.flush()?;
     for (offset, why) in &summary.damaged {
