@@ -14,12 +14,9 @@ BIN=${CARGO_TARGET_DIR:-target}/release/tcpstate
 TMP=$(mktemp -d)
 cargo build --release -q -p tcpstate
 gcc -O2 -o "$TMP/watch_load" bench/watch_load.c
-cleanup() { ip netns del "$NS" 2>/dev/null || true; rm -rf "$TMP"; }
+cleanup() { rm -rf "$TMP"; }
 trap cleanup EXIT
 [ -d /sys/kernel/tracing/instances ] || mount -t tracefs nodev /sys/kernel/tracing
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-# Room for ~12k connections/s: every local port, and TIME_WAIT reuse after 1 s.
-ip netns exec "$NS" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
+# watch_bench.py makes a fresh namespace $NS-<n> per run and removes it.
 echo "kernel $(uname -r), $(nproc) CPUs, ${SECS}s per run, ${RUNS} runs per consumer"
 python3 bench/watch_bench.py "$NS" "$TMP/watch_load" "$BIN" "$SECS" "$RUNS" "$@"

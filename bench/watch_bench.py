@@ -6,7 +6,8 @@ no lookups), and under bcc's tcpstates when it can run. Prints a markdown table:
 its slowdown, transitions per second handled, events lost, CPU seconds of the consumer."""
 import json, os, shutil, signal, statistics, subprocess, sys, time
 
-ns, load, tcpstate, secs, runs = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
+prefix, load, tcpstate, secs, runs = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
+ns = None
 extra = sys.argv[6:]  # extra tcpstate flags
 TRACING = "/sys/kernel/tracing"
 
@@ -54,16 +55,22 @@ def variant_cat(port):
         ev = f"{inst}/events/sock/inet_sock_set_state"
         open(f"{ev}/filter", "w").write("protocol == 6")
         open(f"{ev}/enable", "w").write("1")
-        p = subprocess.Popen(["sh", "-c", f"cat {inst}/trace_pipe | wc -l"], stdout=subprocess.PIPE, text=True,
-                             start_new_session=True)
+        p = subprocess.Popen(["cat", f"{inst}/trace_pipe"], stdout=subprocess.PIPE)
+        lines = [0]
+        def count():
+            for chunk in iter(lambda: p.stdout.read(1 << 16), b""):
+                lines[0] += chunk.count(b"\n")
+        import threading
+        t = threading.Thread(target=count)
+        t.start()
         time.sleep(1.0)
         rate = run_load(port)
         time.sleep(0.5)
         lost = lost_in(inst)
-        os.killpg(p.pid, signal.SIGINT)
-        out = p.stdout.read()
+        p.send_signal(signal.SIGINT)
         _, status, ru = os.wait4(p.pid, 0)
-        return rate, int(out.strip() or 0), lost, ru.ru_utime + ru.ru_stime
+        t.join()
+        return rate, lines[0], lost, ru.ru_utime + ru.ru_stime
     finally:
         for _ in range(50):
             try:
@@ -83,15 +90,31 @@ def bcc_runs():
 variants = [("load alone", variant_none), ("tcpstate watch --summary", variant_tcpstate),
             ("cat trace_pipe (instance, same filter)", variant_cat)]
 why_no_bcc = bcc_runs()
+def fresh_ns(i):
+    """A new namespace per run, so that one run's TIME_WAIT sockets never slow the next."""
+    global ns
+    if ns:
+        subprocess.run(["ip", "netns", "del", ns], check=True)
+    ns = f"{prefix}-{i}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+    # Room for the rate: every local port, TIME_WAIT reuse after 1 s.
+    subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
+                    "net.ipv4.ip_local_port_range=1024 65535", "net.ipv4.tcp_tw_reuse=1"], check=True)
+
 port = 7400
 rows = []
-for name, fn in variants:
-    res = []
-    for _ in range(runs):
-        port += 1
-        res.append(fn(port))
-        time.sleep(1.0)
-    rows.append((name, res))
+try:
+    for name, fn in variants:
+        res = []
+        for _ in range(runs):
+            port += 1
+            fresh_ns(port)
+            res.append(fn(port))
+        rows.append((name, res))
+finally:
+    if ns:
+        subprocess.run(["ip", "netns", "del", ns])
 
 base = statistics.mean(r[0] for r in rows[0][1])
 print(f"| consumer | load conn/s (mean of {runs}) | slowdown | transitions/s handled | events lost | consumer CPU s per {secs:.0f} s |")
