@@ -14,8 +14,9 @@ mod exporter;
 mod ls;
 mod output;
 mod simulate;
-mod watch;
 mod timeline_json;
+mod verify;
+mod watch;
 
 /// The life and death of TCP connections.
 #[derive(Parser, Debug)]
@@ -48,6 +49,9 @@ enum Command {
     /// Prometheus metrics for fleets: /metrics with CLOSE_WAIT per process, TIME_WAIT per
     /// remote, port usage, dead sockets, abort counters (loopback unless --allow-remote).
     Exporter(exporter::Args),
+    /// Model checking: why TIME_WAIT exists (the real machine, a lossy network, shortest
+    /// counterexamples as sequence charts).
+    Verify(verify::Args),
 }
 
 fn run() -> anyhow::Result<ExitCode> {
@@ -63,6 +67,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Some(Command::Conform(args)) => conform::run(args),
         Some(Command::Diagram(args)) => diagram::run(args),
         Some(Command::Exporter(args)) => exporter::run(args),
+        Some(Command::Verify(args)) => verify::run(args),
     }
 }
 

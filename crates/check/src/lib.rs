@@ -1,0 +1,403 @@
+//! `tcpstate-check`: a model checker for TCP connection close, driving the real machine.
+//!
+//! What it is for: proving, by exhaustive exploration, why TIME_WAIT exists and what breaks
+//! without it. The world is two [`tcpstate_fsm::Connection`]s — a client that connects,
+//! sends, closes and may reconnect on the same 4-tuple with its ISN reused (the adversarial
+//! worst case), and a persistent listening server that reads, and closes after end of file —
+//! joined by a network that loses, duplicates and reorders segments within bounds
+//! ([`Bounds`]). Every step calls the same `Connection` code that `simulate`, `capture` and
+//! `conform` use: there is no second model of TCP here. Segments carry a hidden incarnation
+//! tag that only the properties ([`Property`]) look at. Each property is reported as holding
+//! (with the number of states explored) or violated with a *shortest* counterexample, as a
+//! [`tcpstate_fsm::Timeline`] that the draw crate can chart.
+//!
+//! Time is abstracted. Every call is made at one constant instant and a timer fires
+//! nondeterministically, at any step, by calling `handle_timeout` with its own deadline, so
+//! absolute times never distinguish two states. What time still means is kept as guards,
+//! relative to MSL: a timer lasting at least 2·MSL (TIME_WAIT, Linux's orphaned FIN_WAIT_2)
+//! may expire only once no segment of its incarnation or an earlier one is in flight and the
+//! peer holds no connection of it ("2·MSL ≥ MSL + the peer's last retransmission + MSL");
+//! a shorter one may expire at any step; a zero-length one expires at once. A retransmission
+//! timer may fire at any step (spurious retransmissions are how old duplicates arise), but
+//! its final expiry — giving up — only once nothing is in flight towards that endpoint
+//! (the retry budget outlasts a segment lifetime).
+//!
+//! Why an explicit-state breadth-first search of our own and not `stateright`: BFS gives
+//! the shortest counterexample directly and deterministically; the world needs guards that
+//! look at the whole network (the MSL rule) and a liveness check ("from every reachable
+//! state a clean end is still reachable") which `stateright`'s `eventually` properties do
+//! not provide — its documentation says they only work on acyclic paths — and the
+//! counterexample has to become a `Timeline` with the machine's own events, which a
+//! replay of the recorded actions gives in a few lines. The search is about 600 lines with
+//! one dependency (`indexmap`, to keep each state once and index it).
+//!
+//! What it is not: a proof about real TCP stacks. The bounds are small (one data octet,
+//! few segments in flight, one loss, one duplicate, one retransmission per segment), the
+//! ISN is forced to overlap, and timing is the guard above. Use it as a design oracle and a
+//! regression test of the machine, as the variants' expected counterexamples show.
+#![deny(missing_docs)]
+
+mod explain;
+mod explore;
+mod timeline;
+mod world;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+use tcpstate_fsm::{Flavor, Profile, Timeline};
+
+pub use explore::check;
+
+/// How long TIME_WAIT lasts, relative to MSL (`--time-wait`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimeWaitMode {
+    /// 2·MSL (RFC 9293 MUST-13), or Linux's fixed 60 s with its MSL of 30 s: long enough.
+    TwoMsl,
+    /// No TIME_WAIT: the connection is deleted as soon as it would enter TIME_WAIT.
+    Zero,
+    /// Shorter than 2·MSL: it may expire before old segments have died.
+    Short,
+}
+
+impl TimeWaitMode {
+    /// `2msl`, `0` or `short`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TimeWaitMode::TwoMsl => "2msl",
+            TimeWaitMode::Zero => "0",
+            TimeWaitMode::Short => "short",
+        }
+    }
+}
+
+impl FromStr for TimeWaitMode {
+    type Err = CheckError;
+    fn from_str(s: &str) -> Result<Self, CheckError> {
+        match s.to_ascii_lowercase().as_str() {
+            "2msl" => Ok(TimeWaitMode::TwoMsl),
+            "0" | "zero" | "none" => Ok(TimeWaitMode::Zero),
+            "short" => Ok(TimeWaitMode::Short),
+            _ => Err(CheckError::InvalidConfig(format!(
+                "unknown TIME_WAIT length {s:?}: expected 2msl, 0 or short"
+            ))),
+        }
+    }
+}
+
+/// Bounds of the explored world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Bounds {
+    /// Segments in flight at once (executions that would exceed it are not explored).
+    pub in_flight: usize,
+    /// How many times the network may duplicate a segment.
+    pub duplicates: u8,
+    /// How many segments the network may lose.
+    pub losses: u8,
+    /// Retransmissions of a SYN, SYN-ACK, data or FIN before the sender gives up.
+    pub retries: u32,
+    /// How many times the client may reconnect on the same 4-tuple after a clean close.
+    pub reconnects: u8,
+    /// Octets the client sends in each incarnation.
+    pub data: u32,
+    /// Receive buffer (the advertised window) of both endpoints, in octets.
+    pub window: u32,
+}
+
+impl Default for Bounds {
+    fn default() -> Bounds {
+        Bounds {
+            in_flight: 4,
+            duplicates: 1,
+            losses: 1,
+            retries: 3,
+            reconnects: 1,
+            data: 1,
+            window: 2,
+        }
+    }
+}
+
+/// What to check: a profile, a variant of TIME_WAIT, and the bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The machine's profile family (`--profile rfc|linux`).
+    pub flavor: Flavor,
+    /// TIME_WAIT length relative to MSL.
+    pub time_wait: TimeWaitMode,
+    /// TIME_WAIT re-ACKs a retransmitted FIN (`--no-reack` turns this off).
+    pub reack: bool,
+    /// An RST at RCV.NXT ends TIME_WAIT (RFC 9293 text, Linux `tcp_rfc1337=0`); when false,
+    /// RFC 1337's fix F1 is on and TIME_WAIT ignores RSTs.
+    pub rst_kills_time_wait: bool,
+    /// The server's application closes after reading end of file (when false it never
+    /// closes, and its connection stays in CLOSE_WAIT).
+    pub server_closes: bool,
+    /// Bounds of the world.
+    pub bounds: Bounds,
+    /// Stop after this many states (the result then says the search was incomplete).
+    pub max_states: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            flavor: Flavor::Rfc9293,
+            time_wait: TimeWaitMode::TwoMsl,
+            reack: true,
+            rst_kills_time_wait: false,
+            server_closes: true,
+            bounds: Bounds::default(),
+            max_states: 20_000_000,
+        }
+    }
+}
+
+impl Config {
+    /// The profile both endpoints run with: the flavor's defaults, then the variant's
+    /// TIME_WAIT length, RFC 1337 setting, retry limits and receive buffer.
+    pub fn profile(&self) -> Profile {
+        let mut p = Profile::for_flavor(self.flavor);
+        p.time_wait = match self.time_wait {
+            // RFC: 2·MSL. Linux: TCP_TIMEWAIT_LEN (60 s) against its MSL of 30 s.
+            TimeWaitMode::TwoMsl => p.time_wait.max(2 * p.msl),
+            TimeWaitMode::Zero => Duration::ZERO,
+            TimeWaitMode::Short => p.msl,
+        };
+        p.rfc1337 = !self.rst_kills_time_wait;
+        p.syn_retries = self.bounds.retries;
+        p.synack_retries = self.bounds.retries;
+        p.data_retries = self.bounds.retries;
+        p.orphan_retries = self.bounds.retries.max(1);
+        p.receive_buffer = self.bounds.window;
+        p.time_wait_reacks_fin = self.reack;
+        p
+    }
+
+    /// A short name of the variant: `rfc 2msl rfc1337`, `linux 0 rst-kills-tw no-reack`.
+    pub fn variant(&self) -> String {
+        let mut s = format!("{} time-wait={}", self.flavor.name(), self.time_wait.name());
+        if self.rst_kills_time_wait {
+            s.push_str(" rst-kills-time-wait");
+        }
+        if !self.reack {
+            s.push_str(" no-reack");
+        }
+        if !self.server_closes {
+            s.push_str(" server-never-closes");
+        }
+        s
+    }
+
+    fn validate(&self) -> Result<(), CheckError> {
+        let b = &self.bounds;
+        let bad = |what: String| Err(CheckError::InvalidConfig(what));
+        if !(1..=12).contains(&b.in_flight) {
+            return bad(format!("in-flight bound {} is outside 1..=12", b.in_flight));
+        }
+        if b.retries > 6 {
+            return bad(format!("retries {} is more than 6", b.retries));
+        }
+        if b.reconnects > 6 {
+            return bad(format!("reconnects {} is more than 6", b.reconnects));
+        }
+        if b.data == 0 || b.data > 1000 {
+            return bad(format!("data {} is outside 1..=1000 octets", b.data));
+        }
+        if b.window == 0 {
+            return bad("window 0 would never accept data".into());
+        }
+        if self.max_states == 0 {
+            return bad("max-states 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// The properties, named as in the issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Property {
+    /// No segment of an earlier incarnation is accepted (data, FIN, or completing a
+    /// handshake) by a later one.
+    NoCrossIncarnation,
+    /// If no application aborts, closes with unread data or times out, no endpoint is torn
+    /// down by an RST, and the passive closer ends on the ACK of its FIN.
+    OrderlyClose,
+    /// In TIME_WAIT a retransmitted FIN is re-ACKed and the timer restarted; nothing else is
+    /// sent; with RFC 1337 on, no RST shortens it.
+    TimeWaitDuties,
+    /// One endpoint of one connection never goes through both CLOSE_WAIT and TIME_WAIT.
+    CloseWaitXorTimeWait,
+    /// When both applications close, both endpoints reach CLOSED (the server LISTEN) and
+    /// the network drains: from every reachable state such an end is still reachable.
+    Termination,
+    /// CLOSE_WAIT is left only through the application's own close (or shutdown), an abort,
+    /// an RST, or a timeout.
+    CloseWaitNeedsClose,
+}
+
+impl Property {
+    /// Every property, in report order.
+    pub const ALL: [Property; 6] = [
+        Property::NoCrossIncarnation,
+        Property::OrderlyClose,
+        Property::TimeWaitDuties,
+        Property::CloseWaitXorTimeWait,
+        Property::Termination,
+        Property::CloseWaitNeedsClose,
+    ];
+
+    /// The property's name: `no-cross-incarnation`, `orderly-close`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            Property::NoCrossIncarnation => "no-cross-incarnation",
+            Property::OrderlyClose => "orderly-close",
+            Property::TimeWaitDuties => "time-wait-duties",
+            Property::CloseWaitXorTimeWait => "close-wait-xor-time-wait",
+            Property::Termination => "termination",
+            Property::CloseWaitNeedsClose => "close-wait-needs-close",
+        }
+    }
+
+    /// One line saying what the property asks.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Property::NoCrossIncarnation => {
+                "no segment of an earlier incarnation is accepted (data, FIN, handshake) by a later one"
+            }
+            Property::OrderlyClose => {
+                "without aborts, unread data or timeouts, no endpoint is torn down by an RST and the passive closer ends on the ACK of its FIN"
+            }
+            Property::TimeWaitDuties => {
+                "TIME_WAIT re-ACKs a retransmitted FIN and restarts its timer, sends nothing else, and (RFC 1337) ignores RST"
+            }
+            Property::CloseWaitXorTimeWait => {
+                "an endpoint of one connection never goes through both CLOSE_WAIT and TIME_WAIT"
+            }
+            Property::Termination => {
+                "when both applications close, both endpoints reach CLOSED/LISTEN and the network drains"
+            }
+            Property::CloseWaitNeedsClose => {
+                "CLOSE_WAIT is left only through the application's close (or an abort, RST or timeout)"
+            }
+        }
+    }
+
+    /// Whether it is a liveness property (checked on the whole state graph after the
+    /// search).
+    pub fn is_liveness(self) -> bool {
+        self == Property::Termination
+    }
+}
+
+impl fmt::Display for Property {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl FromStr for Property {
+    type Err = CheckError;
+    fn from_str(s: &str) -> Result<Self, CheckError> {
+        Property::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| CheckError::InvalidConfig(format!("unknown property {s:?}")))
+    }
+}
+
+/// A shortest path to a violation, as a timeline of both endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counterexample {
+    /// What went wrong, in one sentence ("B (incarnation 2) accepted the FIN of
+    /// incarnation 1").
+    pub finding: String,
+    /// A paragraph saying why this matters and what the variant removed.
+    pub explanation: String,
+    /// Steps (actions of the world: a call, a delivery, a loss, a timer...) in the path.
+    pub steps: usize,
+    /// For liveness: the step (1-based) from which the run repeats or is stuck.
+    pub lasso_from: Option<usize>,
+    /// The run, both endpoints, with the machine's own transitions.
+    pub timeline: Timeline,
+}
+
+/// The verdict on one property.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Holds in every explored state.
+    Holds,
+    /// Violated: the shortest counterexample.
+    Violated(Box<Counterexample>),
+    /// Not established: the search stopped at its state limit before finishing.
+    Unknown(String),
+}
+
+impl Verdict {
+    /// `holds`, `violated` or `unknown`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Holds => "holds",
+            Verdict::Violated(_) => "violated",
+            Verdict::Unknown(_) => "unknown",
+        }
+    }
+}
+
+/// One property's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertyResult {
+    /// Which property.
+    pub property: Property,
+    /// Holds, violated or unknown.
+    pub verdict: Verdict,
+    /// For a property that holds, an illustrating run where there is one (the CLOSE_WAIT
+    /// lasso when the server never closes).
+    pub witness: Option<Box<Counterexample>>,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// What was checked.
+    pub config: Config,
+    /// Distinct world states explored.
+    pub states: usize,
+    /// Transitions (state, action, state) explored.
+    pub transitions: usize,
+    /// Distinct connection (TCB) states seen, over both endpoints.
+    pub connection_states: usize,
+    /// States from which some execution was cut by the in-flight bound.
+    pub bounded_states: usize,
+    /// Whether the search finished (false: it stopped at `max_states`).
+    pub complete: bool,
+    /// Wall time of the search and the analysis.
+    pub elapsed: Duration,
+    /// One result per property, in [`Property::ALL`] order.
+    pub results: Vec<PropertyResult>,
+}
+
+impl Report {
+    /// The result for one property.
+    pub fn result(&self, property: Property) -> &PropertyResult {
+        self.results
+            .iter()
+            .find(|r| r.property == property)
+            .expect("every property has a result")
+    }
+
+    /// Whether any property is violated.
+    pub fn any_violated(&self) -> bool {
+        self.results
+            .iter()
+            .any(|r| matches!(r.verdict, Verdict::Violated(_)))
+    }
+}
+
+/// Why a check could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// A flag value or bound makes no sense.
+    #[error("invalid verify configuration: {0}")]
+    InvalidConfig(String),
+}
