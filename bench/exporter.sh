@@ -5,29 +5,39 @@
 # as the peer, what `ss -tanp` (which script-based exporters parse) costs on the same
 # sockets in the same run. Needs root, python3, iproute2, wrk.
 #
-#   bench/exporter.sh                     # EST=45000 CW=5000: 100k sockets, 30 s
+#   bench/exporter.sh                     # EST=47500 CW=5000: 100k sockets, 30 s
 #   EST=5000 CW=1000 DURATION=10s bench/exporter.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EST=${EST:-45000} CW=${CW:-5000} DURATION=${DURATION:-30s} CONNS=${CONNS:-8} PORT=${PORT:-19977}
+EST=${EST:-47500} CW=${CW:-5000} WORKERS=${WORKERS:-8} DURATION=${DURATION:-30s} CONNS=${CONNS:-8} PORT=${PORT:-19977}
 NS=tcpstate-bench-exp-$$
 BIN=${CARGO_TARGET_DIR:-target}/release/tcpstate
 
 cargo build --release -q -p tcpstate
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; ip netns del "$NS" 2>/dev/null || true; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # The load's forked workers: every process in our own namespace.
+  ip netns pids "$NS" 2>/dev/null | xargs -r kill 2>/dev/null || true
+  ip netns del "$NS" 2>/dev/null || true
+}
 trap cleanup EXIT
 ip netns add "$NS"
 ip -n "$NS" link set lo up
 ip netns exec "$NS" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
-# ~EST*2+CW fds in one process: raise the limit (root may, up to fs.nr_open).
+# The load spreads its fds over WORKERS processes (each raises its soft limit to the hard
+# one); raise the hard limit too where root may.
 ulimit -Hn 1048576 2>/dev/null || true
 ulimit -n "$(ulimit -Hn)"
 
 # EST established pairs and CW CLOSE_WAIT sockets (each with its orphaned FIN_WAIT_2 peer).
-ip netns exec "$NS" python3 bench/host_load.py "$EST" "$CW" 0 > /tmp/$NS.load &
+ip netns exec "$NS" python3 bench/exporter_load.py "$EST" "$CW" "$WORKERS" > /tmp/$NS.load &
 pids+=($!)
-for _ in $(seq 600); do grep -q READY /tmp/$NS.load 2>/dev/null && break; sleep 0.5; done
+for _ in $(seq 600); do
+  grep -q READY /tmp/$NS.load 2>/dev/null && break
+  kill -0 "${pids[0]}" 2>/dev/null || break # the load died
+  sleep 0.5
+done
 grep -q READY /tmp/$NS.load || { echo "socket load did not come up" >&2; exit 1; }
 sockets=$(ip netns exec "$NS" ss -tanH | wc -l)
 echo "sockets in $NS: $sockets"
@@ -44,7 +54,10 @@ run() { # $1: label, rest: extra exporter flags
   local one
   one=$( { /usr/bin/time -f %e curl -sf -o /tmp/$NS.scrape http://127.0.0.1:$PORT/metrics; } 2>&1 )
   local before; before=$(rss $pid)
-  wrk -t2 -c"$CONNS" -d"$DURATION" --timeout 30s --latency http://127.0.0.1:$PORT/metrics > /tmp/$NS.wrk
+  wrk -t2 -c"$CONNS" -d"$DURATION" --timeout 30s --latency http://127.0.0.1:$PORT/metrics > /tmp/$NS.wrk &
+  local wrkpid=$! samples=""
+  while kill -0 $wrkpid 2>/dev/null; do sleep 5; samples="$samples $(( $(rss $pid) / 1024 ))"; done
+  wait $wrkpid
   local after; after=$(rss $pid)
   local peak; peak=$(hwm $pid)
   local p50 p99 reqs
@@ -54,19 +67,22 @@ run() { # $1: label, rest: extra exporter flags
   local scrapes; scrapes=$(curl -s http://127.0.0.1:$PORT/metrics | awk '$1=="tcpstate_scrapes_total" {print $2}')
   local errs; errs=$(awk '/Non-2xx|Socket errors/' /tmp/$NS.wrk | tr -s ' ' | tr '\n' ';')
   kill $pid; wait $pid 2>/dev/null || true
-  echo "| $label | $one s | $p50 | $p99 | $reqs | $scrapes | $((before/1024)) MiB | $((after/1024)) MiB | $((peak/1024)) MiB | ${errs:-none} |"
+  echo "| $label | $one s | $p50 | $p99 | $reqs | $scrapes | $((before/1024)) MiB | $((after/1024)) MiB | $((peak/1024)) MiB |$samples | ${errs:-none} |"
 }
 
 echo
-echo "| exporter | first scrape | wrk p50 | wrk p99 | requests in $DURATION | collections | RSS before | RSS after | peak RSS | errors |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| exporter | first scrape | wrk p50 | wrk p99 | requests in $DURATION | collections | RSS before | RSS after | peak RSS | RSS every 5 s (MiB) | errors |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 run "default (dead-socket scan when sockstat says one can exist)"
 run "--no-dead-scan" --no-dead-scan
 
-# Peer: one `ss -tanp` over the same namespace (what an ss-parsing exporter pays per scrape).
+# Peer: `ss -tanp` over the same namespace, what an ss-parsing exporter pays per scrape
+# for the same process attribution (it walks every /proc/PID/fd too).
+PEER_RUNS=${PEER_RUNS:-2}
 t0=$(date +%s.%N)
-for _ in 1 2 3 4 5; do ip netns exec "$NS" ss -tanp > /dev/null; done
+for _ in $(seq "$PEER_RUNS"); do ip netns exec "$NS" ss -tanp > /dev/null; done
 t1=$(date +%s.%N)
 echo
-echo "peer: ss -tanp in $NS, mean of 5: $(echo "($t1 - $t0) / 5" | bc -l | cut -c1-5) s"
+echo "peer: ss -tanp in $NS, mean of $PEER_RUNS: $(echo "($t1 - $t0) / $PEER_RUNS" | bc -l | cut -c1-5) s"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "scrape size: $(wc -c < /tmp/$NS.scrape) bytes, $(grep -vc '^#' /tmp/$NS.scrape) samples"
