@@ -8,7 +8,7 @@
 
 use crate::CaptureError;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::path::Path;
 
 /// Largest record or block accepted. Real snap lengths stop at 256 KiB; anything larger
@@ -98,9 +98,13 @@ impl Interface {
 }
 
 /// A streaming pcap/pcapng reader.
+///
+/// It reads the file in large chunks into one buffer and hands out packets that borrow from
+/// it, so a packet's bytes are copied once (by the kernel, into the buffer), not again per
+/// packet; the buffer grows only for a record larger than a chunk (at most [`MAX_RECORD`]).
 pub struct CaptureReader<R: Read> {
     inner: R,
-    /// Offset of the next unread byte.
+    /// File offset of `buf[pos]`, the next unread byte.
     offset: u64,
     format: Format,
     /// pcap: the file's link type.
@@ -108,12 +112,18 @@ pub struct CaptureReader<R: Read> {
     /// pcapng: the current section's byte order and interfaces.
     big_endian: bool,
     interfaces: Vec<Interface>,
+    /// Read-ahead: `buf[pos..end]` holds file bytes not yet consumed.
     buf: Vec<u8>,
-    /// pcapng: the 8 header bytes of the next block when already read (after the SHB probe).
-    pending_header: Option<[u8; 8]>,
+    pos: usize,
+    end: usize,
+    /// The underlying reader reported end of file.
+    eof: bool,
 }
 
-impl CaptureReader<BufReader<File>> {
+/// Bytes read from the file per read call.
+const CHUNK: usize = 1 << 20;
+
+impl CaptureReader<File> {
     /// Open a file by path.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, CaptureError> {
         let path = path.as_ref();
@@ -121,7 +131,7 @@ impl CaptureReader<BufReader<File>> {
             path: path.display().to_string(),
             source,
         })?;
-        CaptureReader::new(BufReader::with_capacity(1 << 20, file))
+        CaptureReader::new(file)
     }
 }
 
@@ -145,9 +155,20 @@ fn u32_at(b: &[u8], at: usize, be: bool) -> u32 {
 
 impl<R: Read> CaptureReader<R> {
     /// Start reading: detects pcap or pcapng from the first bytes.
-    pub fn new(mut inner: R) -> Result<Self, CaptureError> {
-        let mut head = [0u8; 24];
-        let got = read_full(&mut inner, &mut head[..4], 0)?;
+    pub fn new(inner: R) -> Result<Self, CaptureError> {
+        let mut reader = CaptureReader {
+            inner,
+            offset: 0,
+            format: Format::Pcapng,
+            pcap_link: LinkType::ETHERNET,
+            big_endian: false,
+            interfaces: Vec::new(),
+            buf: Vec::new(),
+            pos: 0,
+            end: 0,
+            eof: false,
+        };
+        let got = reader.fill(4)?;
         if got < 4 {
             return Err(CaptureError::Truncated {
                 offset: 0,
@@ -156,17 +177,8 @@ impl<R: Read> CaptureReader<R> {
                 available: got as u64,
             });
         }
+        let head = reader.window(0, 4);
         let magic = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-        let mut reader = CaptureReader {
-            inner,
-            offset: 4,
-            format: Format::Pcapng,
-            pcap_link: LinkType::ETHERNET,
-            big_endian: false,
-            interfaces: Vec::new(),
-            buf: Vec::with_capacity(65536),
-            pending_header: None,
-        };
         let pcap = match magic {
             0xa1b2_c3d4 => Some((false, true)),
             0xd4c3_b2a1 => Some((false, false)),
@@ -175,39 +187,34 @@ impl<R: Read> CaptureReader<R> {
             _ => None,
         };
         if let Some((nanos, big_endian)) = pcap {
-            let got = read_full(&mut reader.inner, &mut head[4..24], 4)?;
-            if got < 20 {
+            let got = reader.fill(24)?;
+            if got < 24 {
                 return Err(CaptureError::Truncated {
                     offset: 0,
                     what: "pcap file header",
                     needed: 24,
-                    available: 4 + got as u64,
+                    available: got as u64,
                 });
             }
-            reader.offset = 24;
             reader.format = Format::Pcap { nanos, big_endian };
             reader.big_endian = big_endian;
             // The link type is the low 28 bits; the top bits may carry FCS information.
-            reader.pcap_link = LinkType(u32_at(&head, 20, big_endian) & 0x0fff_ffff);
+            reader.pcap_link = LinkType(u32_at(reader.window(0, 24), 20, big_endian) & 0x0fff_ffff);
+            reader.consume(24);
             return Ok(reader);
         }
         if magic == 0x0a0d_0d0a {
-            // The SHB's total length cannot be read before its byte-order magic, so the
-            // first block is read by `next_packet` like any other once the header is known.
-            let mut rest = [0u8; 8];
-            let got = read_full(&mut reader.inner, &mut rest[..4], 4)?;
-            if got < 4 {
+            // The Section Header Block stays unread: `next_packet` reads it like any block
+            // (its length can only be read after its byte-order magic).
+            let got = reader.fill(8)?;
+            if got < 8 {
                 return Err(CaptureError::Truncated {
                     offset: 0,
                     what: "pcapng section header",
                     needed: 12,
-                    available: 4 + got as u64,
+                    available: got as u64,
                 });
             }
-            rest.copy_within(0..4, 4);
-            rest[..4].copy_from_slice(&head[..4]);
-            reader.offset = 8;
-            reader.pending_header = Some(rest);
             return Ok(reader);
         }
         Err(CaptureError::UnknownFormat { magic })
@@ -223,6 +230,49 @@ impl<R: Read> CaptureReader<R> {
         self.offset
     }
 
+    /// Make at least `n` unread bytes available (fewer only at end of file); returns how
+    /// many of the `n` are.
+    fn fill(&mut self, n: usize) -> Result<usize, CaptureError> {
+        if self.end - self.pos >= n {
+            return Ok(n);
+        }
+        if self.pos > 0 {
+            // Move the unread tail to the front: at most one record's worth of bytes.
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            self.pos = 0;
+        }
+        // Small first (a small file, or a probe, should not cost a megabyte), then chunks.
+        let size = n.max(if self.buf.is_empty() { 1 << 16 } else { CHUNK });
+        if self.buf.len() < size {
+            self.buf.resize(size, 0);
+        }
+        while self.end < n && !self.eof {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(k) => self.end += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(CaptureError::Io {
+                        offset: self.offset + self.end as u64,
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(n.min(self.end))
+    }
+
+    /// `len` unread bytes starting `at` bytes after the next unread one (already filled).
+    fn window(&self, at: usize, len: usize) -> &[u8] {
+        &self.buf[self.pos + at..self.pos + at + len]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+        self.offset += n as u64;
+    }
+
     /// The next packet, `Ok(None)` at a clean end of file.
     #[allow(clippy::should_implement_trait)]
     pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, CaptureError> {
@@ -234,8 +284,7 @@ impl<R: Read> CaptureReader<R> {
 
     fn next_pcap(&mut self, nanos: bool, be: bool) -> Result<Option<Packet<'_>>, CaptureError> {
         let start = self.offset;
-        let mut hdr = [0u8; 16];
-        let got = read_full(&mut self.inner, &mut hdr, start)?;
+        let got = self.fill(16)?;
         if got == 0 {
             return Ok(None);
         }
@@ -247,11 +296,11 @@ impl<R: Read> CaptureReader<R> {
                 available: got as u64,
             });
         }
-        self.offset += 16;
-        let secs = u32_at(&hdr, 0, be);
-        let frac = u32_at(&hdr, 4, be);
-        let incl = u32_at(&hdr, 8, be);
-        let orig = u32_at(&hdr, 12, be);
+        let hdr = self.window(0, 16);
+        let secs = u32_at(hdr, 0, be);
+        let frac = u32_at(hdr, 4, be);
+        let incl = u32_at(hdr, 8, be);
+        let orig = u32_at(hdr, 12, be);
         if u64::from(incl) > MAX_RECORD {
             return Err(CaptureError::AbsurdLength {
                 offset: start,
@@ -259,82 +308,86 @@ impl<R: Read> CaptureReader<R> {
                 value: u64::from(incl),
             });
         }
-        self.fill_buf(incl as usize, start, "pcap packet data", 16)?;
+        let record = 16 + incl as usize;
+        let got = self.fill(record)?;
+        if got < record {
+            return Err(CaptureError::Truncated {
+                offset: start,
+                what: "pcap packet data",
+                needed: record as u64,
+                available: got as u64,
+            });
+        }
         let frac_ns = if nanos {
             i64::from(frac)
         } else {
             i64::from(frac) * 1000
         };
+        let data_at = self.pos + 16;
+        self.consume(record);
         Ok(Some(Packet {
             ts_ns: i64::from(secs) * 1_000_000_000 + frac_ns,
             link: self.pcap_link,
-            data: &self.buf,
+            data: &self.buf[data_at..data_at + incl as usize],
             orig_len: orig,
             offset: start,
             interface: 0,
         }))
     }
 
-    /// Read exactly `n` bytes into `self.buf`; `already` bytes of the item were read before.
-    fn fill_buf(
+    /// Fill a whole block of `total` bytes, or say how much of it the file has.
+    fn fill_block(
         &mut self,
-        n: usize,
-        item_start: u64,
+        total: u64,
+        start: u64,
         what: &'static str,
-        already: u64,
     ) -> Result<(), CaptureError> {
-        self.buf.resize(n, 0);
-        let got = read_full(&mut self.inner, &mut self.buf, self.offset)?;
-        if got < n {
+        let got = self.fill(total as usize)?;
+        if (got as u64) < total {
             return Err(CaptureError::Truncated {
-                offset: item_start,
+                offset: start,
                 what,
-                needed: already + n as u64,
-                available: already + got as u64,
+                needed: total,
+                available: got as u64,
             });
         }
-        self.offset += n as u64;
         Ok(())
     }
 
     fn next_pcapng(&mut self) -> Result<Option<Packet<'_>>, CaptureError> {
-        loop {
-            let start = self.offset - if self.pending_header.is_some() { 8 } else { 0 };
-            let header = match self.pending_header.take() {
-                Some(h) => h,
-                None => {
-                    let mut h = [0u8; 8];
-                    let got = read_full(&mut self.inner, &mut h, start)?;
-                    if got == 0 {
-                        return Ok(None);
-                    }
-                    if got < 8 {
-                        return Err(CaptureError::Truncated {
-                            offset: start,
-                            what: "pcapng block header",
-                            needed: 8,
-                            available: got as u64,
-                        });
-                    }
-                    self.offset += 8;
-                    h
-                }
-            };
+        // The loop finds the next packet's place in the buffer; the packet borrowing the
+        // buffer is made after it (a borrow returned from inside the loop would hold the
+        // buffer for the loop's later iterations too).
+        let (ts_ns, link, data_at, caplen, orig_len, start, interface) = loop {
+            let start = self.offset;
+            let got = self.fill(8)?;
+            if got == 0 {
+                return Ok(None);
+            }
+            if got < 8 {
+                return Err(CaptureError::Truncated {
+                    offset: start,
+                    what: "pcapng block header",
+                    needed: 8,
+                    available: got as u64,
+                });
+            }
+            let h = self.window(0, 8);
+            let header = [h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]];
             let raw_type = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
             if raw_type == 0x0a0d_0d0a {
                 // Section Header Block: the byte-order magic decides this section's order.
-                let mut bom = [0u8; 4];
-                let got = read_full(&mut self.inner, &mut bom, self.offset)?;
-                if got < 4 {
+                let got = self.fill(12)?;
+                if got < 12 {
                     return Err(CaptureError::Truncated {
                         offset: start,
                         what: "pcapng section header",
                         needed: 12,
-                        available: 8 + got as u64,
+                        available: got as u64,
                     });
                 }
-                self.offset += 4;
-                self.big_endian = match u32::from_be_bytes(bom) {
+                let b = self.window(8, 4);
+                self.big_endian = match u32::from_be_bytes([b[0], b[1], b[2], b[3]]) {
                     0x1a2b_3c4d => true,
                     0x4d3c_2b1a => false,
                     other => {
@@ -354,7 +407,8 @@ impl<R: Read> CaptureReader<R> {
                 }
                 // A new section resets the interface list (pcapng §4.1).
                 self.interfaces.clear();
-                self.fill_buf((total - 12) as usize, start, "pcapng section header", 12)?;
+                self.fill_block(total, start, "pcapng section header")?;
+                self.consume(total as usize);
                 continue;
             }
             let be = self.big_endian;
@@ -367,12 +421,15 @@ impl<R: Read> CaptureReader<R> {
                     value: total,
                 });
             }
-            self.fill_buf((total - 8) as usize, start, "pcapng block", 8)?;
-            // Body without the trailing copy of the total length.
+            self.fill_block(total, start, "pcapng block")?;
+            // Body without the block header and the trailing copy of the total length.
             let body_len = (total - 12) as usize;
+            let body_at = self.pos + 8;
+            self.consume(total as usize);
+            let b = &self.buf[body_at..body_at + body_len];
             match block_type {
                 1 => {
-                    let iface = self.parse_idb(body_len, start)?;
+                    let iface = parse_idb(b, be, start)?;
                     self.interfaces.push(iface);
                 }
                 6 | 2 => {
@@ -384,7 +441,6 @@ impl<R: Read> CaptureReader<R> {
                             reason: format!("packet block body of {body_len} bytes, need 20"),
                         });
                     }
-                    let b = &self.buf;
                     let if_id = if block_type == 6 {
                         u32_at(b, 0, be)
                     } else {
@@ -411,14 +467,15 @@ impl<R: Read> CaptureReader<R> {
                             ),
                         }
                     })?;
-                    return Ok(Some(Packet {
-                        ts_ns: iface.to_ns(ts),
-                        link: iface.link,
-                        data: &self.buf[20..20 + caplen],
-                        orig_len: orig,
-                        offset: start,
-                        interface: if_id,
-                    }));
+                    break (
+                        iface.to_ns(ts),
+                        iface.link,
+                        body_at + 20,
+                        caplen,
+                        orig,
+                        start,
+                        if_id,
+                    );
                 }
                 3 => {
                     // Simple Packet Block: interface 0, no timestamp.
@@ -428,7 +485,7 @@ impl<R: Read> CaptureReader<R> {
                             reason: "simple packet block without its length field".into(),
                         });
                     }
-                    let orig = u32_at(&self.buf, 0, be);
+                    let orig = u32_at(b, 0, be);
                     let iface =
                         *self
                             .interfaces
@@ -438,92 +495,65 @@ impl<R: Read> CaptureReader<R> {
                                 reason: "simple packet block before any interface".into(),
                             })?;
                     let caplen = (orig as usize).min(body_len - 4);
-                    return Ok(Some(Packet {
-                        ts_ns: 0,
-                        link: iface.link,
-                        data: &self.buf[4..4 + caplen],
-                        orig_len: orig,
-                        offset: start,
-                        interface: 0,
-                    }));
+                    break (0, iface.link, body_at + 4, caplen, orig, start, 0);
                 }
                 _ => {}
             }
-        }
-    }
-
-    fn parse_idb(&self, body_len: usize, start: u64) -> Result<Interface, CaptureError> {
-        let be = self.big_endian;
-        if body_len < 8 {
-            return Err(CaptureError::Malformed {
-                offset: start,
-                reason: format!("interface description body of {body_len} bytes, need 8"),
-            });
-        }
-        let b = &self.buf[..body_len];
-        let mut iface = Interface {
-            link: LinkType(u32::from(u16_at(b, 0, be))),
-            tsresol: 6,
-            binary: false,
-            tsoffset: 0,
         };
-        // Options: code u16, length u16, value padded to 4 bytes.
-        let mut at = 8;
-        while at + 4 <= b.len() {
-            let code = u16_at(b, at, be);
-            let len = usize::from(u16_at(b, at + 2, be));
-            let value_at = at + 4;
-            if value_at + len > b.len() {
-                break; // a damaged option list: keep what was read
-            }
-            match code {
-                0 => break,
-                9 if len >= 1 => {
-                    iface.binary = b[value_at] & 0x80 != 0;
-                    iface.tsresol = b[value_at] & 0x7f;
-                }
-                14 if len >= 8 => {
-                    let v = [
-                        b[value_at],
-                        b[value_at + 1],
-                        b[value_at + 2],
-                        b[value_at + 3],
-                        b[value_at + 4],
-                        b[value_at + 5],
-                        b[value_at + 6],
-                        b[value_at + 7],
-                    ];
-                    iface.tsoffset = if be {
-                        i64::from_be_bytes(v)
-                    } else {
-                        i64::from_le_bytes(v)
-                    };
-                }
-                _ => {}
-            }
-            at = value_at + len.div_ceil(4) * 4;
-        }
-        Ok(iface)
+        Ok(Some(Packet {
+            ts_ns,
+            link,
+            data: &self.buf[data_at..data_at + caplen],
+            orig_len,
+            offset: start,
+            interface,
+        }))
     }
 }
 
-/// Read until `buf` is full or EOF; returns the number of bytes read.
-fn read_full(r: &mut impl Read, buf: &mut [u8], offset: u64) -> Result<usize, CaptureError> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(source) => {
-                return Err(CaptureError::Io {
-                    offset: offset + got as u64,
-                    source,
-                })
-            }
-        }
+/// An Interface Description Block's body (without the trailing length).
+fn parse_idb(b: &[u8], be: bool, start: u64) -> Result<Interface, CaptureError> {
+    if b.len() < 8 {
+        return Err(CaptureError::Malformed {
+            offset: start,
+            reason: format!("interface description body of {} bytes, need 8", b.len()),
+        });
     }
-    Ok(got)
+    let mut iface = Interface {
+        link: LinkType(u32::from(u16_at(b, 0, be))),
+        tsresol: 6,
+        binary: false,
+        tsoffset: 0,
+    };
+    // Options: code u16, length u16, value padded to 4 bytes.
+    let mut at = 8;
+    while at + 4 <= b.len() {
+        let code = u16_at(b, at, be);
+        let len = usize::from(u16_at(b, at + 2, be));
+        let value_at = at + 4;
+        if value_at + len > b.len() {
+            break; // a damaged option list: keep what was read
+        }
+        match code {
+            0 => break,
+            9 if len >= 1 => {
+                iface.binary = b[value_at] & 0x80 != 0;
+                iface.tsresol = b[value_at] & 0x7f;
+            }
+            14 if len >= 8 => {
+                let mut v = [0u8; 8];
+                v.copy_from_slice(&b[value_at..value_at + 8]);
+                iface.tsoffset = if be {
+                    i64::from_be_bytes(v)
+                } else {
+                    i64::from_le_bytes(v)
+                };
+            }
+            _ => {}
+        }
+        at = value_at + len.div_ceil(4) * 4;
+    }
+    Ok(iface)
 }
 
 #[cfg(test)]

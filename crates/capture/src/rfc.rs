@@ -182,6 +182,8 @@ impl RfcView {
             match ev {
                 Event::StateChanged { from, to, trigger } => {
                     if e.states.is_empty() {
+                        // A whole life is about six states: one allocation.
+                        e.states.reserve(8);
                         e.states.push((Duration::ZERO, from));
                     }
                     e.states.push((at, to));
@@ -406,7 +408,7 @@ impl RfcView {
 
     /// Finish: `orig` is the originator's endpoint index (Side::A); `end` the time of the
     /// last packet.
-    pub fn finish(mut self, orig: usize, end: Duration) -> RfcReport {
+    pub fn finish(&mut self, orig: usize, end: Duration) -> RfcReport {
         let side = |i: usize| if i == orig { Side::A } else { Side::B };
         let timeline = self.record.then(|| {
             let mut timeline = Timeline::new(

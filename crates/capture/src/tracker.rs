@@ -14,6 +14,7 @@ use crate::zeek::{ServerPorts, ZeekConn};
 use crate::ConnectionReport;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::SocketAddr;
 
 const SEC: i64 = 1_000_000_000;
@@ -76,17 +77,101 @@ struct Timer {
     kind: TimerKind,
 }
 
-/// Unordered 4-tuple.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct FlowKey(SocketAddr, SocketAddr);
+/// Unordered 4-tuple, packed into words for a cheap hash and compare: each address as
+/// 128 bits (IPv4 in the low 32), both ports and the address family in the last word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FlowKey {
+    lo: u128,
+    hi: u128,
+    ports: u64,
+}
+
+fn ip_bits(a: &SocketAddr) -> (u128, u64) {
+    match a {
+        SocketAddr::V4(v4) => (u128::from(v4.ip().to_bits()), 4),
+        SocketAddr::V6(v6) => (v6.ip().to_bits(), 6),
+    }
+}
 
 impl FlowKey {
     fn new(a: SocketAddr, b: SocketAddr) -> FlowKey {
-        if (a.ip(), a.port()) <= (b.ip(), b.port()) {
-            FlowKey(a, b)
+        let ((ia, family), (ib, _)) = (ip_bits(&a), ip_bits(&b));
+        // Order the endpoints so that both directions give the same key.
+        let ((lo, lp), (hi, hp)) = if (ia, a.port()) <= (ib, b.port()) {
+            ((ia, a.port()), (ib, b.port()))
         } else {
-            FlowKey(b, a)
+            ((ib, b.port()), (ia, a.port()))
+        };
+        FlowKey {
+            lo,
+            hi,
+            ports: u64::from(lp) | u64::from(hp) << 16 | family << 32,
         }
+    }
+}
+
+impl Hash for FlowKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        for w in [
+            self.lo as u64,
+            (self.lo >> 64) as u64,
+            self.hi as u64,
+            (self.hi >> 64) as u64,
+            self.ports,
+        ] {
+            state.write_u64(w);
+        }
+    }
+}
+
+/// The connection table's hasher: a folded 64×64→128-bit multiply per word (the mixing of
+/// foldhash and wyhash), keyed by a per-table random seed, so that a crafted capture cannot
+/// choose colliding tuples without knowing the seed. SipHash (std's default) costs several
+/// times more per lookup, and the table is looked up once per packet.
+#[derive(Clone, Copy)]
+struct FlowHasher(u64);
+
+const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
+
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+impl Hasher for FlowHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+
+    fn write_u64(&mut self, w: u64) {
+        self.0 = folded_multiply(self.0 ^ w, MIX);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Builds [`FlowHasher`]s from one random seed.
+#[derive(Clone, Copy)]
+struct FlowHashBuilder(u64);
+
+impl FlowHashBuilder {
+    fn random() -> FlowHashBuilder {
+        // std's RandomState is seeded from the OS once per thread and then varied: borrow
+        // its randomness rather than add a dependency.
+        FlowHashBuilder(std::collections::hash_map::RandomState::new().hash_one(0u64) | 1)
+    }
+}
+
+impl BuildHasher for FlowHashBuilder {
+    type Hasher = FlowHasher;
+    fn build_hasher(&self) -> FlowHasher {
+        FlowHasher(self.0)
     }
 }
 
@@ -124,7 +209,7 @@ pub struct Totals {
 /// The connection table.
 pub struct Tracker {
     opts: Options,
-    table: HashMap<FlowKey, usize>,
+    table: HashMap<FlowKey, usize, FlowHashBuilder>,
     slots: Vec<Option<Conn>>,
     free: Vec<usize>,
     timers: BinaryHeap<Reverse<Timer>>,
@@ -139,7 +224,7 @@ impl Tracker {
     pub fn new(opts: Options) -> Tracker {
         Tracker {
             opts,
-            table: HashMap::new(),
+            table: HashMap::with_hasher(FlowHashBuilder::random()),
             slots: Vec::new(),
             free: Vec::new(),
             timers: BinaryHeap::new(),
@@ -270,14 +355,19 @@ impl Tracker {
     }
 
     fn remove(&mut self, slot: usize, out: &mut dyn FnMut(ConnectionReport)) {
-        if let Some(c) = self.slots[slot].take() {
-            if self.table.get(&c.key) == Some(&slot) {
-                self.table.remove(&c.key);
-            }
-            self.free.push(slot);
-            self.totals.connections += 1;
-            out(report(c));
+        // The report is built from the connection in place: a connection is about 2 KB,
+        // and moving it out of its slot first costs a copy of all of it.
+        let Some(c) = self.slots[slot].as_mut() else {
+            return;
+        };
+        if self.table.get(&c.key) == Some(&slot) {
+            self.table.remove(&c.key);
         }
+        let r = report(c);
+        self.slots[slot] = None;
+        self.free.push(slot);
+        self.totals.connections += 1;
+        out(r);
     }
 
     /// Feed one segment captured at `ts_ns`.
@@ -428,7 +518,10 @@ impl Tracker {
     }
 }
 
-fn report(c: Conn) -> ConnectionReport {
+fn report(c: &mut Conn) -> ConnectionReport {
+    // conn_state reads the history (RSTOS0): before the history is moved out.
+    let conn_state = c.zeek.conn_state();
+    let history = c.zeek.take_history();
     let z = &c.zeek;
     let o = z.orig_index();
     let r = o ^ 1;
@@ -442,8 +535,8 @@ fn report(c: Conn) -> ConnectionReport {
         resp: c.addrs[r],
         duration_ns,
         zeek: crate::ZeekSummary {
-            conn_state: z.conn_state(),
-            history: z.history().to_string(),
+            conn_state,
+            history,
             orig_bytes: z.size(o),
             resp_bytes: z.size(r),
             missed_bytes: z.missed_bytes,

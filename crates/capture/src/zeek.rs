@@ -107,6 +107,12 @@ impl Reassembly {
         if upper <= self.last_reassem {
             return;
         }
+        if self.blocks.is_empty() && seq <= self.last_reassem {
+            // In order with nothing held above: delivered at once (what the general path
+            // below does, without touching the map).
+            self.last_reassem = upper;
+            return;
+        }
         seq = seq.max(self.last_reassem);
         let mut end = upper;
         // Merge with every block overlapping or touching [seq, end).
@@ -283,7 +289,8 @@ impl ZeekConn {
         ZeekConn {
             ep: [Endpoint::new(), Endpoint::new()],
             orig: 0,
-            history: String::new(),
+            // Most histories fit ("ShADadFf"): one allocation.
+            history: String::with_capacity(16),
             hist_seen: 0,
             is_partial: false,
             first_packet_seen: 0,
@@ -302,6 +309,11 @@ impl ZeekConn {
     /// The history string.
     pub fn history(&self) -> &str {
         &self.history
+    }
+
+    /// The history string, moved out (the connection is finished).
+    pub fn take_history(&mut self) -> String {
+        std::mem::take(&mut self.history)
     }
 
     /// Swap originator and responder (`Connection::FlipRoles` + the adapter's).
