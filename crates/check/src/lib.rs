@@ -18,9 +18,10 @@
 //! may expire only once no segment of its incarnation or an earlier one is in flight and the
 //! peer holds no connection of it ("2·MSL ≥ MSL + the peer's last retransmission + MSL");
 //! a shorter one may expire at any step; a zero-length one expires at once. A retransmission
-//! timer may fire at any step (spurious retransmissions are how old duplicates arise), but
-//! its final expiry — giving up — only once nothing is in flight towards that endpoint
-//! (the retry budget outlasts a segment lifetime).
+//! timer fires only once the segments of its incarnation have left the network (RTO > RTT):
+//! old duplicates come from the network's duplication bound, and a give-up then means the
+//! peer really stopped answering. The server application reads as soon as there is
+//! something to read.
 //!
 //! Why an explicit-state breadth-first search of our own and not `stateright`: BFS gives
 //! the shortest counterexample directly and deterministically; the world needs guards that
@@ -28,11 +29,11 @@
 //! state a clean end is still reachable") which `stateright`'s `eventually` properties do
 //! not provide — its documentation says they only work on acyclic paths — and the
 //! counterexample has to become a `Timeline` with the machine's own events, which a
-//! replay of the recorded actions gives in a few lines. The search is about 600 lines with
-//! one dependency (`indexmap`, to keep each state once and index it).
+//! replay of the recorded actions gives in a few lines. The whole checker is about 1 500
+//! lines with one dependency (`indexmap`, to keep each state once and index it).
 //!
 //! What it is not: a proof about real TCP stacks. The bounds are small (one data octet,
-//! few segments in flight, one loss, one duplicate, one retransmission per segment), the
+//! few segments in flight, one loss, one duplicate, three retransmissions per segment), the
 //! ISN is forced to overlap, and timing is the guard above. Use it as a design oracle and a
 //! regression test of the machine, as the variants' expected counterexamples show.
 #![deny(missing_docs)]
