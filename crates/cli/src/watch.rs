@@ -78,6 +78,10 @@ pub struct Args {
     /// Ring buffer per CPU of the tracefs instance, KiB.
     #[arg(long, value_name = "KIB", default_value_t = 8192)]
     pub buffer_kb: u32,
+    /// Read the text `trace_pipe` instead of the per-CPU binary pages (slower: the kernel
+    /// formats every line).
+    #[arg(long)]
+    pub text_pipe: bool,
     /// Do not look up socket owners (saves the /proc/*/fd scans).
     #[arg(long)]
     pub no_owners: bool,
@@ -138,6 +142,7 @@ fn run_linux(args: Args) -> anyhow::Result<ExitCode> {
         },
         batch: args.batch.max(Duration::from_millis(1)),
         buffer_kb: args.buffer_kb.max(4),
+        binary: !args.text_pipe,
         duration: args.duration,
         count: args.count,
         summary_every: args.summary_every,
@@ -156,13 +161,15 @@ fn run_linux(args: Args) -> anyhow::Result<ExitCode> {
                     clock = Some(c);
                     let text = match &source {
                         SourceInfo::Tracepoint {
+                            binary,
                             instance,
                             events,
                             removed_stale,
                             mounted,
                         } => {
                             let mut s = format!(
-                                "watching: tracepoint sock:inet_sock_set_state in tracefs instance {instance} (trace clock boot){}; events: {}",
+                                "watching: tracepoint sock:inet_sock_set_state in tracefs instance {instance} (trace clock boot, {}){}; events: {}",
+                                if *binary { "per-CPU binary pages" } else { "text trace_pipe" },
                                 if *mounted { ", tracefs mounted by this run" } else { "" },
                                 events
                                     .iter()

@@ -22,6 +22,7 @@
 
 mod error;
 pub mod event;
+pub mod raw;
 pub mod report;
 pub mod summary;
 pub mod tracker;

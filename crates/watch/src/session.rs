@@ -41,6 +41,8 @@ pub struct WatchOptions {
     pub batch: Duration,
     /// Ring buffer per CPU, KiB.
     pub buffer_kb: u32,
+    /// Read the per-CPU binary pages (false: the text `trace_pipe`).
+    pub binary: bool,
     /// Stop after this long.
     pub duration: Option<Duration>,
     /// Stop after this many transitions (after filters).
@@ -57,6 +59,7 @@ impl Default for WatchOptions {
             tracker: TrackerOptions::default(),
             batch: Duration::from_millis(100),
             buffer_kb: 8192,
+            binary: true,
             duration: None,
             count: None,
             summary_every: None,
@@ -69,6 +72,8 @@ impl Default for WatchOptions {
 pub enum SourceInfo {
     /// The tracepoint in a private tracefs instance.
     Tracepoint {
+        /// Read from the per-CPU binary pages (else the text pipe).
+        binary: bool,
         /// Instance name.
         instance: String,
         /// Events and their kernel filters.
@@ -130,8 +135,91 @@ pub fn stop_on_signals() -> Result<Arc<AtomicBool>, WatchError> {
     Ok(flag)
 }
 
+/// Owner scans walk /proc/*/fd and can take a second on a host with 100k fds (longer
+/// when a socket's holder is outside the watched namespace, or already gone): they run in
+/// a worker thread so that the event loop and the timewait lookups are never held up.
+/// Reports wait for their owner's scan, not the other way round.
+struct OwnerWorker {
+    tx: Option<std::sync::mpsc::Sender<OwnerQuery>>,
+    rx: std::sync::mpsc::Receiver<(
+        std::collections::HashSet<u64>,
+        std::collections::HashMap<u64, tcpstate_host::Owner>,
+    )>,
+    in_flight: usize,
+    queued: Option<OwnerQuery>,
+}
+
+impl OwnerWorker {
+    fn new() -> OwnerWorker {
+        let (tx, work) = std::sync::mpsc::channel::<OwnerQuery>();
+        let (done, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for q in work {
+                let scan = owners::scan(&q);
+                if done.send((q.wanted, scan.owners)).is_err() {
+                    break;
+                }
+            }
+        });
+        OwnerWorker {
+            tx: Some(tx),
+            rx,
+            in_flight: 0,
+            queued: None,
+        }
+    }
+
+    /// One scan at a time; what is asked meanwhile is merged into the next.
+    fn ask(&mut self, q: OwnerQuery) {
+        match &mut self.queued {
+            Some(m) => {
+                m.wanted.extend(q.wanted);
+                m.uids.extend(q.uids);
+            }
+            None => self.queued = Some(q),
+        }
+        self.kick();
+    }
+
+    fn kick(&mut self) {
+        if self.in_flight == 0 {
+            if let (Some(q), Some(tx)) = (self.queued.take(), &self.tx) {
+                if tx.send(q).is_ok() {
+                    self.in_flight += 1;
+                }
+            }
+        }
+    }
+
+    fn poll(
+        &mut self,
+        wait: bool,
+    ) -> Option<(
+        std::collections::HashSet<u64>,
+        std::collections::HashMap<u64, tcpstate_host::Owner>,
+    )> {
+        if self.in_flight == 0 {
+            self.kick();
+            if self.in_flight == 0 {
+                return None;
+            }
+        }
+        let got = if wait {
+            self.rx.recv_timeout(Duration::from_secs(5)).ok()
+        } else {
+            self.rx.try_recv().ok()
+        };
+        if got.is_some() {
+            self.in_flight -= 1;
+            self.kick();
+        }
+        got
+    }
+}
+
 struct Driver<'a> {
     opts: &'a WatchOptions,
+    owners: OwnerWorker,
     tracker: Tracker,
     transitions: u64,
     last_summary: Duration,
@@ -147,20 +235,34 @@ impl Driver<'_> {
                 ..SnapshotOptions::default()
             },
         )?;
+        let inodes: std::collections::HashSet<u64> =
+            snap.namespaces.iter().filter_map(|n| n.inode).collect();
+        let pids = self.tracker.unplaced_task_pids();
+        self.tracker.set_pid_netns(pids.into_iter().filter_map(|p| {
+            use std::os::unix::fs::MetadataExt;
+            let ino = std::fs::metadata(format!("/proc/{p}/ns/net")).ok()?.ino();
+            Some((p, inodes.contains(&ino)))
+        }));
         let wanted = self.tracker.apply_dump(now, req, &snap.sockets);
         if !wanted.is_empty() {
-            let scan = owners::scan(&OwnerQuery {
+            let q = OwnerQuery {
                 wanted,
                 uids: self.tracker.wanted_uids(),
                 known: None,
-                netns: Some(snap.namespaces.iter().filter_map(|n| n.inode).collect()),
+                netns: Some(inodes),
                 threads: 1,
-            });
-            self.tracker.apply_owners(&scan.owners);
-        } else {
-            self.tracker.apply_owners(&Default::default());
+            };
+            self.owners.ask(q);
         }
+        self.collect_owners(false);
         Ok(())
+    }
+
+    /// Applies finished owner scans; with `wait`, waits for the one in flight.
+    fn collect_owners(&mut self, wait: bool) {
+        while let Some((asked, found)) = self.owners.poll(wait) {
+            self.tracker.apply_owners(&asked, &found);
+        }
     }
 
     /// Delivers reports; Break when the sink or the count says stop.
@@ -237,6 +339,7 @@ pub fn watch(
                     &InstanceOptions {
                         buffer_kb: opts.buffer_kb,
                         ports: opts.tracker.filter.ports.clone(),
+                        binary: opts.binary,
                     },
                 )?;
                 Ok((inst, fs.mounted_here))
@@ -257,6 +360,7 @@ pub fn watch(
     tracker_opts.start = start;
     let mut d = Driver {
         opts,
+        owners: OwnerWorker::new(),
         tracker: Tracker::new(tracker_opts),
         transitions: 0,
         last_summary: start,
@@ -288,6 +392,7 @@ fn trace_loop(
     sink: &mut dyn FnMut(Output) -> ControlFlow<()>,
 ) -> Result<(), WatchError> {
     let source = SourceInfo::Tracepoint {
+        binary: inst.is_binary(),
         instance: inst.name(),
         events: inst
             .enabled
@@ -302,19 +407,39 @@ fn trace_loop(
             return Ok(());
         }
         let mut next = d.start;
+        let mut batch = Vec::new();
+        let mut comms = std::collections::HashMap::new();
         loop {
             next += d.opts.batch;
             sleep_until(next, stop);
             let over = d.over(boottime(), stop);
             let tracker = &mut d.tracker;
-            inst.read_available(|line| match parse_line(line) {
-                Ok(ev) => tracker.feed(&ev),
-                Err(ParseError::OtherEvent(_)) => {}
-                Err(_) => tracker.bad_line(),
-            })?;
+            if inst.is_binary() {
+                // CPUs are read one after the other: merge them by time for the batch.
+                batch.clear();
+                let (undecoded, _) = inst.read_raw(|ev| batch.push(ev))?;
+                for _ in 0..undecoded {
+                    tracker.bad_line();
+                }
+                batch.sort_by_key(|e| e.ts);
+                for ev in &mut batch {
+                    if !ev.task.interrupt {
+                        ev.task.comm = comm_of(&mut comms, ev.task.pid);
+                    }
+                    tracker.feed(ev);
+                }
+            } else {
+                inst.read_available(|line| match parse_line(line) {
+                    Ok(ev) => tracker.feed(&ev),
+                    Err(ParseError::OtherEvent(_)) => {}
+                    Err(_) => tracker.bad_line(),
+                })?;
+            }
             let now = boottime();
             if let Some(req) = d.tracker.needs(now) {
                 d.lookup(now, &req)?;
+            } else {
+                d.collect_owners(false);
             }
             let reports = d.tracker.drain(now);
             if d.deliver(reports, sink).is_break() || over {
@@ -337,16 +462,32 @@ fn trace_loop(
     removed
 }
 
+/// The name of a task (binary records carry only its pid), cached; `?` once it exited.
+fn comm_of(cache: &mut std::collections::HashMap<i32, String>, pid: i32) -> String {
+    if cache.len() > 65_536 {
+        cache.clear();
+    }
+    cache
+        .entry(pid)
+        .or_insert_with(|| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|s| s.trim_end().to_string())
+                .unwrap_or_else(|_| "?".into())
+        })
+        .clone()
+}
+
 fn finish(
     d: &mut Driver<'_>,
     lost: Option<u64>,
     sink: &mut dyn FnMut(Output) -> ControlFlow<()>,
 ) -> Result<(), WatchError> {
     let now = boottime();
-    // One last lookup so that what is pending can be confirmed.
+    // One last lookup so that what is pending can be confirmed, and its owners.
     if let Some(req) = d.tracker.needs(now) {
         d.lookup(now, &req)?;
     }
+    d.collect_owners(true);
     let reports = d.tracker.finish(now);
     // The count was reached or the sink broke: still deliver the lifelines of the end.
     for r in reports {
@@ -395,15 +536,13 @@ fn sample_loop(
         let wanted = d.tracker.apply_dump(now, &all, &snap.sockets);
         if !wanted.is_empty() {
             let scan = owners::scan(&OwnerQuery {
-                wanted,
+                wanted: wanted.clone(),
                 uids: d.tracker.wanted_uids(),
                 known: None,
                 netns: Some(snap.namespaces.iter().filter_map(|n| n.inode).collect()),
                 threads: 1,
             });
-            d.tracker.apply_owners(&scan.owners);
-        } else {
-            d.tracker.apply_owners(&Default::default());
+            d.tracker.apply_owners(&wanted, &scan.owners);
         }
         let reports = d.tracker.drain(now);
         if d.deliver(reports, sink).is_break() || d.over(now, stop) {

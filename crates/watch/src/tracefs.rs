@@ -131,6 +131,8 @@ pub struct InstanceOptions {
     pub buffer_kb: u32,
     /// Ports to keep (local or remote), filtered in the kernel; empty: all.
     pub ports: Vec<u16>,
+    /// Read the per-CPU binary pages (`trace_pipe_raw`) rather than the text pipe.
+    pub binary: bool,
 }
 
 impl Default for InstanceOptions {
@@ -138,8 +140,17 @@ impl Default for InstanceOptions {
         InstanceOptions {
             buffer_kb: 8192,
             ports: Vec::new(),
+            binary: true,
         }
     }
+}
+
+/// Per-CPU binary readers.
+#[derive(Debug)]
+struct Raw {
+    cpus: Vec<(u32, File)>,
+    page: Vec<u8>,
+    formats: crate::raw::Formats,
 }
 
 /// An event enabled in the instance.
@@ -156,6 +167,7 @@ pub struct Enabled {
 pub struct Instance {
     dir: PathBuf,
     pipe: Option<File>,
+    raw: Option<Raw>,
     tail: Vec<u8>,
     /// What is enabled, with filters.
     pub enabled: Vec<Enabled>,
@@ -204,6 +216,7 @@ impl Instance {
         let mut inst = Instance {
             dir,
             pipe: None,
+            raw: None,
             tail: Vec::new(),
             enabled: Vec::new(),
             removed_stale,
@@ -235,6 +248,12 @@ impl Instance {
         self.enable("tcp/tcp_receive_reset", ports.as_deref(), false)?;
         self.enable("tcp/tcp_destroy_sock", ports.as_deref(), false)?;
         write_file(&d.join("tracing_on"), "1")?;
+        if opts.binary {
+            if let Some(raw) = self.open_raw()? {
+                self.raw = Some(raw);
+                return Ok(());
+            }
+        }
         let pipe_path = d.join("trace_pipe");
         let pipe = OpenOptions::new()
             .read(true)
@@ -243,6 +262,97 @@ impl Instance {
             .map_err(|e| WatchError::io(&pipe_path, e))?;
         self.pipe = Some(pipe);
         Ok(())
+    }
+
+    /// Opens every CPU's `trace_pipe_raw` and reads the formats; None when the instance
+    /// has no per-CPU files or a format does not parse (then the text pipe is used).
+    fn open_raw(&self) -> Result<Option<Raw>, WatchError> {
+        let fmt = |ev: &str| {
+            fs::read_to_string(self.dir.join("events").join(ev).join("format"))
+                .ok()
+                .and_then(|t| crate::raw::parse_format(&t))
+        };
+        let formats = crate::raw::Formats {
+            set_state: fmt("sock/inet_sock_set_state"),
+            send_reset: fmt("tcp/tcp_send_reset"),
+            receive_reset: fmt("tcp/tcp_receive_reset"),
+            destroy: fmt("tcp/tcp_destroy_sock"),
+        };
+        if formats.set_state.is_none() {
+            return Ok(None);
+        }
+        let Ok(dir) = fs::read_dir(self.dir.join("per_cpu")) else {
+            return Ok(None);
+        };
+        let mut cpus = Vec::new();
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(cpu) = name.strip_prefix("cpu").and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let path = e.path().join("trace_pipe_raw");
+            let f = OpenOptions::new()
+                .read(true)
+                .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                .open(&path)
+                .map_err(|e| WatchError::io(&path, e))?;
+            cpus.push((cpu, f));
+        }
+        if cpus.is_empty() {
+            return Ok(None);
+        }
+        cpus.sort_by_key(|c| c.0);
+        // One read returns at most one sub-buffer (page by default).
+        let sub_kb = fs::read_to_string(self.dir.join("buffer_subbuf_size_kb"))
+            .ok()
+            .and_then(|t| t.trim().parse::<usize>().ok())
+            .unwrap_or(4)
+            .max(4);
+        Ok(Some(Raw {
+            cpus,
+            page: vec![0u8; sub_kb * 1024],
+            formats,
+        }))
+    }
+
+    /// Whether the binary per-CPU pages are read.
+    pub fn is_binary(&self) -> bool {
+        self.raw.is_some()
+    }
+
+    /// Reads every page available now from every CPU (never blocks), decoding events
+    /// into `f`, then sorts nothing: events of one CPU come in order, CPUs interleave.
+    /// Returns (records not decoded, pages that said events were lost before them).
+    pub fn read_raw(
+        &mut self,
+        mut f: impl FnMut(crate::event::TraceEvent),
+    ) -> Result<(u64, u64), WatchError> {
+        let Some(raw) = self.raw.as_mut() else {
+            return Ok((0, 0));
+        };
+        let (mut undecoded, mut missed) = (0, 0);
+        for (cpu, file) in &mut raw.cpus {
+            loop {
+                match file.read(&mut raw.page) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        let st =
+                            crate::raw::decode_page(&raw.page[..n], *cpu, &raw.formats, &mut f);
+                        undecoded += st.undecoded;
+                        missed += st.missed;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        return Err(WatchError::io(
+                            self.dir.join(format!("per_cpu/cpu{cpu}/trace_pipe_raw")),
+                            e,
+                        ))
+                    }
+                }
+            }
+        }
+        Ok((undecoded, missed))
     }
 
     fn enable(
@@ -340,6 +450,7 @@ impl Instance {
         }
         let _ = write_file(&self.dir.join("tracing_on"), "0");
         self.pipe = None;
+        self.raw = None;
         remove_instance_dir(&self.dir).map_err(|e| WatchError::io(&self.dir, e))
     }
 }

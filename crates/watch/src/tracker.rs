@@ -142,12 +142,15 @@ struct Conn {
     uid: Option<u32>,
     owner: Option<Owner>,
     owner_tried: bool,
+    owner_asked: bool,
     looked_up: bool,
     member: Option<bool>,
     rst: Option<Rst>,
     closed_first: Option<Closer>,
     tw: Option<Tw>,
     cw_warned: bool,
+    /// The first task that changed its state from process context (its own syscall).
+    task_pid: Option<i32>,
     ended: Option<(Duration, String, Option<String>)>,
     sampled: bool,
 }
@@ -238,6 +241,7 @@ pub struct Tracker {
     summary: Summary,
     sample_resolution: Option<Duration>,
     by_cookie: HashMap<u64, u64>,
+    pid_in_ns: HashMap<i32, bool>,
 }
 
 const RECENT: usize = 256;
@@ -258,6 +262,7 @@ impl Tracker {
             summary: Summary::default(),
             sample_resolution: None,
             by_cookie: HashMap::new(),
+            pid_in_ns: HashMap::new(),
         }
     }
 
@@ -293,12 +298,14 @@ impl Tracker {
                 uid: None,
                 owner: None,
                 owner_tried: !self.opts.owners,
+                owner_asked: false,
                 looked_up: false,
                 member: (!self.opts.check_membership).then_some(true),
                 rst: None,
                 closed_first: None,
                 tw: None,
                 cw_warned: false,
+                task_pid: None,
                 ended: None,
                 sampled: false,
             },
@@ -463,6 +470,9 @@ impl Tracker {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
+        if !task.interrupt && c.task_pid.is_none() {
+            c.task_pid = Some(task.pid);
+        }
         let mut note = None;
         if c.state() != old && !c.path.is_empty() {
             note = Some(format!(
@@ -754,7 +764,8 @@ impl Tracker {
     /// What to dump before the next [`Tracker::drain`], if anything.
     pub fn needs(&self, now: Duration) -> Option<DumpRequest> {
         let lookups = self.conns.values().any(|c| {
-            !c.looked_up || (c.member == Some(true) && !c.owner_tried && c.inode.is_some())
+            !c.looked_up
+                || (c.member == Some(true) && !c.owner_asked && !c.owner_tried && c.inode.is_some())
         });
         let tw_unconfirmed = self
             .conns
@@ -890,8 +901,13 @@ impl Tracker {
             if c.looked_up && c.member.is_none() {
                 let rev = (c.remote, c.local);
                 let loopback = c.local.ip().is_loopback() && c.remote.ip().is_loopback();
+                let task_here = c.task_pid.and_then(|p| self.pid_in_ns.get(&p)).copied();
                 if loopback && (members.contains(&rev) || by_tuple.contains_key(&rev)) {
                     c.member = Some(true);
+                } else if let Some(here) = task_here {
+                    // Gone before the lookup: the process that made its own calls on it
+                    // (connect, close) is in the namespace, or not.
+                    c.member = Some(here);
                 } else {
                     c.member = Some(false);
                 }
@@ -900,11 +916,36 @@ impl Tracker {
         for (id, ev) in tw_events {
             self.apply_tw_event(id, now, poll, ev);
         }
+        let mut wanted = HashSet::new();
+        for c in self.conns.values_mut() {
+            if c.member == Some(true) && !c.owner_tried && !c.owner_asked {
+                if let Some(ino) = c.inode {
+                    c.owner_asked = true;
+                    wanted.insert(ino);
+                }
+            }
+        }
+        wanted
+    }
+
+    /// Pids of tasks (process context) of connections not yet placed in a namespace: the
+    /// driver says which are in the watched namespace(s) with [`Tracker::set_pid_netns`]
+    /// before [`Tracker::apply_dump`], for sockets gone before their lookup.
+    pub fn unplaced_task_pids(&self) -> HashSet<i32> {
         self.conns
             .values()
-            .filter(|c| c.member == Some(true) && !c.owner_tried)
-            .filter_map(|c| c.inode)
+            .filter(|c| c.member.is_none())
+            .filter_map(|c| c.task_pid)
+            .filter(|p| !self.pid_in_ns.contains_key(p))
             .collect()
+    }
+
+    /// Whether each pid is in the watched namespace(s).
+    pub fn set_pid_netns(&mut self, pids: impl IntoIterator<Item = (i32, bool)>) {
+        if self.pid_in_ns.len() > 65_536 {
+            self.pid_in_ns.clear();
+        }
+        self.pid_in_ns.extend(pids);
     }
 
     /// Uids of the sockets whose owners are wanted (scanned first by the owner scan).
@@ -996,14 +1037,15 @@ impl Tracker {
         }
     }
 
-    /// Owners found for the inodes [`Tracker::apply_dump`] asked for.
-    pub fn apply_owners(&mut self, owners: &HashMap<u64, Owner>) {
+    /// Owners found for inodes [`Tracker::apply_dump`] asked for (`asked`: the inodes
+    /// that scan looked for; the others stay pending).
+    pub fn apply_owners(&mut self, asked: &HashSet<u64>, owners: &HashMap<u64, Owner>) {
         for c in self.conns.values_mut() {
-            if c.member == Some(true) && !c.owner_tried {
-                if let Some(ino) = c.inode {
+            if let Some(ino) = c.inode.filter(|i| asked.contains(i)) {
+                if !c.owner_tried {
                     c.owner = owners.get(&ino).cloned();
+                    c.owner_tried = true;
                 }
-                c.owner_tried = true;
             }
         }
     }

@@ -111,6 +111,7 @@ fn watch_while(
         },
         batch: Duration::from_millis(50),
         buffer_kb: 1024,
+        binary: std::env::var_os("TCPSTATE_TEST_TEXT_PIPE").is_none(),
         ..WatchOptions::default()
     };
     tweak(&mut opts);
@@ -216,19 +217,30 @@ fn connect(ns: &Netns, port: u16) -> (TcpStream, TcpStream, TcpListener) {
     })
 }
 
-const PAUSE: Duration = Duration::from_millis(300);
+/// Long enough for a lookup (one batch, 50 ms here) to land between two steps even on a
+/// loaded machine.
+const PAUSE: Duration = Duration::from_millis(600);
+
+/// The short tests run one at a time: on a busy 2-CPU machine, parallel watchers starve each
+/// other's lookups. (The 60 s test runs beside them.)
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 #[test]
 fn client_closes_first_and_the_report_shows_time_wait() {
     if !can_run() {
         return;
     }
+    let _serial = serial();
     let ns = Netns::new("cc");
     let port = 7101;
     let mut cport = 0;
     let (reports, outputs) = watch_while(
         &ns,
-        |_| {},
+        |o| o.tracker.filter.ports = vec![port],
         || {
             let (c, s, _l) = connect(&ns, port);
             cport = c.local_addr().unwrap().port();
@@ -266,7 +278,7 @@ fn client_closes_first_and_the_report_shows_time_wait() {
     assert_eq!(est.to, State::FinWait1);
     let dwell = est.dwell.unwrap();
     assert!(
-        dwell >= PAUSE && dwell < PAUSE + Duration::from_millis(150),
+        dwell >= PAUSE && dwell < PAUSE + Duration::from_millis(300),
         "ESTABLISHED dwell {dwell:?}"
     );
     // The owner comes from the socket lookup: this test process.
@@ -289,7 +301,7 @@ fn client_closes_first_and_the_report_shows_time_wait() {
     assert_eq!(sl.end, "fin");
     let cw = sl.states[2].dwell;
     assert!(
-        cw >= PAUSE && cw < PAUSE + Duration::from_millis(150),
+        cw >= PAUSE && cw < PAUSE + Duration::from_millis(300),
         "CLOSE_WAIT {cw:?}"
     );
     // The client is still in TIME_WAIT when the watch stops (60 s, fixed).
@@ -305,12 +317,13 @@ fn server_closes_first_orphan_goes_fin_wait_2_then_time_wait() {
     if !can_run() {
         return;
     }
+    let _serial = serial();
     let ns = Netns::new("sc");
     let port = 7102;
     let mut cport = 0;
     let (reports, outputs) = watch_while(
         &ns,
-        |_| {},
+        |o| o.tracker.filter.ports = vec![port],
         || {
             let (c, s, _l) = connect(&ns, port);
             cport = c.local_addr().unwrap().port();
@@ -344,7 +357,7 @@ fn server_closes_first_orphan_goes_fin_wait_2_then_time_wait() {
         .unwrap()
         .dwell;
     assert!(
-        fw2 >= PAUSE - Duration::from_millis(10) && fw2 < PAUSE + Duration::from_millis(150),
+        fw2 >= PAUSE - Duration::from_millis(10) && fw2 < PAUSE + Duration::from_millis(300),
         "{fw2:?}"
     );
     let cl = lifeline_of(&reports, cport);
@@ -366,12 +379,13 @@ fn rst_by_linger_zero_and_by_unread_data_never_become_time_wait() {
     if !can_run() {
         return;
     }
+    let _serial = serial();
     let ns = Netns::new("rst");
     let (p1, p2) = (7103, 7104);
     let (mut c1port, mut s2peer) = (0, 0);
     let (reports, outputs) = watch_while(
         &ns,
-        |_| {},
+        |o| o.tracker.filter.ports = vec![p1, p2],
         || {
             let (c, _s, _l) = connect(&ns, p1);
             c1port = c.local_addr().unwrap().port();
@@ -424,12 +438,16 @@ fn close_wait_leak_is_warned_once_with_its_owner() {
     if !can_run() {
         return;
     }
+    let _serial = serial();
     let ns = Netns::new("cw");
     let port = 7105;
     let mut keep = Vec::new();
     let (reports, outputs) = watch_while(
         &ns,
-        |o| o.tracker.close_wait_threshold = Some(Duration::from_millis(400)),
+        |o| {
+            o.tracker.close_wait_threshold = Some(Duration::from_millis(400));
+            o.tracker.filter.ports = vec![port];
+        },
         || {
             let (c, s, l) = connect(&ns, port);
             drop(c); // the peer closes; we never close s: a leak
@@ -476,6 +494,7 @@ fn orphan_fin_wait_2_timewait_socket_ends_with_tcp_fin_timeout() {
     if !can_run() {
         return;
     }
+    let _serial = serial();
     let ns = Netns::new("fw2");
     ns.sysctl("net.ipv4.tcp_fin_timeout", "1");
     let port = 7106;
@@ -483,7 +502,7 @@ fn orphan_fin_wait_2_timewait_socket_ends_with_tcp_fin_timeout() {
     let mut keep = Vec::new();
     let (reports, outputs) = watch_while(
         &ns,
-        |_| {},
+        |o| o.tracker.filter.ports = vec![port],
         || {
             let (c, s, l) = connect(&ns, port);
             cport = c.local_addr().unwrap().port();
@@ -518,7 +537,10 @@ fn time_wait_lasts_sixty_seconds_and_ends_with_its_timer() {
     let mut cport = 0;
     let (reports, outputs) = watch_while(
         &ns,
-        |o| o.tracker.timewait_poll = Duration::from_millis(500),
+        |o| {
+            o.tracker.timewait_poll = Duration::from_millis(500);
+            o.tracker.filter.ports = vec![port];
+        },
         || {
             let (c, s, _l) = connect(&ns, port);
             cport = c.local_addr().unwrap().port();
