@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Times commands (stdout to /dev/null): mean and stddev of wall time over RUNS runs after
 one warm-up, and peak RSS per command (wait4 rusage). Prints a markdown table with the
-ratio of each command to the first command of its group."""
+ratio of each command to the first command of its group.
+
+BEFORE_EACH (env, optional): a shell command run before every run, not timed (the host
+benchmark tops its TIME_WAIT load up with it).  Runs are interleaved: round r times every
+command once, so a load that drifts over the benchmark affects all commands alike."""
 import os, statistics, subprocess, sys, time
 
 runs = int(sys.argv[1])
@@ -14,16 +18,25 @@ def once(cmd):
     dt = time.perf_counter() - t
     return dt, ru.ru_maxrss, os.waitstatus_to_exitcode(status)
 
-res = []
-for c in cmds:
-    once(c)
-    times, rss, codes = [], 0, set()
-    for _ in range(runs):
+before = os.environ.get("BEFORE_EACH")
+
+def prepare():
+    if before:
+        subprocess.run(before, shell=True, check=True, stdout=subprocess.DEVNULL)
+
+times = {c: [] for c in cmds}
+rss = {c: 0 for c in cmds}
+codes = {c: set() for c in cmds}
+for r in range(runs + 1):
+    for c in cmds:
+        prepare()
         dt, m, code = once(c)
-        times.append(dt * 1000)
-        rss = max(rss, m)
-        codes.add(code)
-    res.append((c, statistics.mean(times), statistics.pstdev(times), rss / 1024, codes))
+        if r == 0:
+            continue  # warm-up
+        times[c].append(dt * 1000)
+        rss[c] = max(rss[c], m)
+        codes[c].add(code)
+res = [(c, statistics.mean(times[c]), statistics.pstdev(times[c]), rss[c] / 1024, codes[c]) for c in cmds]
 print("| command | mean ms | ± | peak RSS MB | exit |")
 print("|---|---|---|---|---|")
 for c, m, sd, rss, codes in res:

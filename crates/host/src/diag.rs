@@ -94,6 +94,23 @@ pub fn state_mask(states: &[State]) -> u32 {
 /// Builds the `nlmsghdr` + `inet_diag_req_v2` dump request for TCP sockets of `family` in
 /// `states_mask`, asking for tcp_info and socket memory when `extensions` is set.
 pub fn build_request(family: Family, states_mask: u32, extensions: bool, seq: u32) -> Vec<u8> {
+    let ext = if extensions {
+        EXT_TCP_INFO | EXT_SKMEMINFO
+    } else {
+        0
+    };
+    build_request_ext(family, states_mask, ext, seq)
+}
+
+/// `idiag_ext` bit asking for `struct tcp_info` (`INET_DIAG_INFO`).
+pub const EXT_TCP_INFO: u8 = 1 << (INET_DIAG_INFO - 1);
+/// `idiag_ext` bit asking for socket memory (`INET_DIAG_SKMEMINFO`).
+pub const EXT_SKMEMINFO: u8 = 1 << (INET_DIAG_SKMEMINFO - 1);
+
+/// Like [`build_request`], with the `idiag_ext` bits given one by one ([`EXT_TCP_INFO`],
+/// [`EXT_SKMEMINFO`]): each extension costs the kernel a fill per socket
+/// (`tcp_get_info()` alone is ~280 bytes), so a caller asks only for what it shows.
+pub fn build_request_ext(family: Family, states_mask: u32, ext: u8, seq: u32) -> Vec<u8> {
     let len = NLMSG_HDRLEN + REQ_V2_LEN;
     let mut b = Vec::with_capacity(len);
     b.extend_from_slice(&(len as u32).to_ne_bytes());
@@ -103,11 +120,6 @@ pub fn build_request(family: Family, states_mask: u32, extensions: bool, seq: u3
     b.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel
     b.push(family.code());
     b.push(IPPROTO_TCP);
-    let ext: u8 = if extensions {
-        (1 << (INET_DIAG_INFO - 1)) | (1 << (INET_DIAG_SKMEMINFO - 1))
-    } else {
-        0
-    };
     b.push(ext);
     b.push(0); // pad
     b.extend_from_slice(&states_mask.to_ne_bytes());
@@ -141,6 +153,14 @@ fn align4(n: usize) -> usize {
 /// Parses one datagram of a dump reply (possibly several netlink messages).
 pub fn parse_batch(buf: &[u8]) -> Result<Batch, DiagError> {
     let mut out = Batch::default();
+    out.done = parse_batch_into(buf, &mut out.sockets)?;
+    Ok(out)
+}
+
+/// Like [`parse_batch`], appending the sockets to `out` (no intermediate vector: a dump
+/// of 100k sockets is parsed straight into its final place). Returns whether NLMSG_DONE
+/// was seen. On error, the sockets parsed before the bad message stay in `out`.
+pub fn parse_batch_into(buf: &[u8], out: &mut Vec<Socket>) -> Result<bool, DiagError> {
     let mut off = 0;
     while off + NLMSG_HDRLEN <= buf.len() {
         let len = u32_at(buf, off).unwrap_or(0) as usize;
@@ -154,10 +174,7 @@ pub fn parse_batch(buf: &[u8]) -> Result<Batch, DiagError> {
         }
         let payload = &buf[off + NLMSG_HDRLEN..off + len];
         match ty {
-            NLMSG_DONE => {
-                out.done = true;
-                return Ok(out);
-            }
+            NLMSG_DONE => return Ok(true),
             NLMSG_ERROR => {
                 let err = u32_at(payload, 0).ok_or(DiagError::Truncated {
                     what: "nlmsgerr",
@@ -170,12 +187,12 @@ pub fn parse_batch(buf: &[u8]) -> Result<Batch, DiagError> {
                     });
                 }
             }
-            SOCK_DIAG_BY_FAMILY => out.sockets.push(parse_msg(payload)?),
+            SOCK_DIAG_BY_FAMILY => out.push(parse_msg(payload)?),
             _ => {} // NLMSG_NOOP and friends
         }
         off += align4(len);
     }
-    Ok(out)
+    Ok(false)
 }
 
 fn addr(family: u8, raw: &[u8], port: u16) -> Result<SocketAddr, DiagError> {

@@ -220,11 +220,19 @@ fn ns_name(snap: &Snapshot, i: usize) -> String {
         .unwrap_or_default()
 }
 
-const CLOSE_WAIT_MEANING: &str = "CLOSE_WAIT: the peer sent its FIN (RFC 9293 §3.10.7: its \
-side is closed), the kernel acknowledged it, and the connection now waits for this program \
-to call close(). Only the application leaves CLOSE_WAIT (close() sends our FIN: CLOSE_WAIT \
--> LAST_ACK -> CLOSED); the kernel never times it out. Sockets lingering here mean the \
-program lost track of them.";
+/// What a state means for a finding: the `tcpstate explain` texts (what the state is, how
+/// long Linux keeps it, what many of them mean on a host), kept in one place in
+/// `tcpstate_fsm::explain`. A finding adds only what is specific to it.
+pub fn state_meaning(state: State) -> String {
+    let e = tcpstate_fsm::explain(state);
+    format!(
+        "{}: {} {} {}",
+        state.name(),
+        e.meaning,
+        e.linux_duration,
+        e.many_sockets
+    )
+}
 
 fn close_wait_findings(snap: &Snapshot, t: &Thresholds, out: &mut Vec<Finding>) {
     // Group by (netns, pid) when the owner is known, else by (netns, local address).
@@ -321,7 +329,7 @@ fn close_wait_findings(snap: &Snapshot, t: &Thresholds, out: &mut Vec<Finding>) 
             severity: if critical { Severity::Critical } else { Severity::Warning },
             title,
             evidence,
-            meaning: CLOSE_WAIT_MEANING.to_string(),
+            meaning: state_meaning(State::CloseWait),
             action: format!(
                 "Fix {who}: close the socket when recv() returns 0 (EOF) and on every error path \
                  (connection pools: evict connections the server closed). Relief until then: restart \
@@ -378,12 +386,11 @@ fn time_wait_findings(snap: &Snapshot, t: &Thresholds, out: &mut Vec<Finding>) {
                     format!("ip_local_port_range {}-{} = {ports} ports per destination", range.map_or(0, |r| r.0), range.map_or(0, |r| r.1)),
                     format!("tcp_tw_reuse = {}", k.tcp_tw_reuse.map_or("unknown".into(), |v| v.to_string())),
                 ],
-                meaning: "This host closed these connections first (active close: FIN_WAIT_1 -> \
-                    FIN_WAIT_2 -> TIME_WAIT), so it holds each 4-tuple for 2·MSL (60 s on Linux, \
-                    TCP_TIMEWAIT_LEN) so that a lost final ACK can be re-sent and old duplicates die. \
-                    While held, the local port cannot be reused toward the same destination; when the \
-                    range runs out, connect() fails with EADDRNOTAVAIL."
-                    .into(),
+                meaning: format!(
+                    "{} Toward one destination the 4-tuple must stay unique, so when its \
+                     ephemeral ports are all held, connect() fails with EADDRNOTAVAIL.",
+                    state_meaning(State::TimeWait)
+                ),
                 action: "What helps: reuse connections (keep-alive, pools) instead of one per request; \
                     let the peer close first where the protocol allows; spread over more destination \
                     addresses/ports or source IPs; net.ipv4.tcp_tw_reuse=1 lets connect() reuse a \
@@ -413,9 +420,11 @@ fn time_wait_findings(snap: &Snapshot, t: &Thresholds, out: &mut Vec<Finding>) {
                     severity: if ratio >= 0.9 { Severity::Critical } else { Severity::Warning },
                     title: format!("{minis} timewait sockets: {:.0}% of tcp_max_tw_buckets {max}", ratio * 100.0),
                     evidence: vec![format!("{} TIME_WAIT + {} orphaned FIN_WAIT_2 minisockets; tcp_max_tw_buckets = {max}", tw.len(), minis - tw.len().min(minis))],
-                    meaning: "Past tcp_max_tw_buckets the kernel closes sockets without TIME_WAIT \
-                        (TCPTimeWaitOverflow), losing its protection against old duplicates."
-                        .into(),
+                    meaning: format!(
+                        "TIME_WAIT: {} Past tcp_max_tw_buckets the kernel closes sockets without \
+                         TIME_WAIT (TCPTimeWaitOverflow), losing that protection.",
+                        tcpstate_fsm::explain(State::TimeWait).meaning
+                    ),
                     action: "Reduce connection churn (reuse connections); do not lower tcp_max_tw_buckets."
                         .into(),
                     pid: None,
@@ -431,11 +440,17 @@ fn time_wait_findings(snap: &Snapshot, t: &Thresholds, out: &mut Vec<Finding>) {
                 id: "time_wait_overflow",
                 severity: Severity::Warning,
                 title: format!("TCPTimeWaitOverflow = {o}: sockets closed without TIME_WAIT"),
-                evidence: vec![format!("TcpExt TCPTimeWaitOverflow = {o} (since boot or namespace creation)")],
-                meaning: "tcp_max_tw_buckets was reached at some point: those connections skipped \
-                    TIME_WAIT, so a delayed segment of theirs could be taken for a new connection's."
+                evidence: vec![format!(
+                    "TcpExt TCPTimeWaitOverflow = {o} (since boot or namespace creation)"
+                )],
+                meaning: format!(
+                    "TIME_WAIT: {} tcp_max_tw_buckets was reached at some point: those \
+                     connections skipped it, so a delayed segment of theirs could be taken for a \
+                     new connection's.",
+                    tcpstate_fsm::explain(State::TimeWait).meaning
+                ),
+                action: "Reduce connection churn; raise tcp_max_tw_buckets if memory allows."
                     .into(),
-                action: "Reduce connection churn; raise tcp_max_tw_buckets if memory allows.".into(),
                 pid: None,
                 process: None,
                 count: 0,
@@ -482,10 +497,7 @@ fn peer_findings(snap: &Snapshot, t: &Thresholds, out: &mut Vec<Finding>) {
                 format!("{} sockets closed by this host, FIN acknowledged by {peer}, no FIN back", socks.len()),
                 format!("held by the kernel as timewait minisockets (no process), dropped after tcp_fin_timeout = {}", fin_timeout.map_or("unknown".into(), |v| format!("{v} s"))),
             ],
-            meaning: "FIN_WAIT_2: our FIN was acknowledged, and we wait for the peer's FIN. The peer's \
-                socket is in CLOSE_WAIT until its program calls close(); when many wait here, that \
-                program is not closing its sockets."
-                .into(),
+            meaning: state_meaning(State::FinWait2),
             action: format!("Run `tcpstate doctor` on the host of {peer} and look for a CLOSE_WAIT leak on that port."),
             pid: None,
             process: None,
@@ -512,10 +524,7 @@ fn peer_findings(snap: &Snapshot, t: &Thresholds, out: &mut Vec<Finding>) {
             severity: Severity::Warning,
             title: format!("{} LAST_ACK toward {peer}: the peer is gone", socks.len()),
             evidence: vec![format!("{} sockets in LAST_ACK to {peer}; up to {retrans} FIN retransmissions so far", socks.len())],
-            meaning: "LAST_ACK: the peer closed, we closed too and sent our FIN; its final ACK does not \
-                come. The peer crashed, rebooted or is filtered; the kernel retransmits the FIN and gives \
-                up after tcp_orphan_retries."
-                .into(),
+            meaning: state_meaning(State::LastAck),
             action: format!("Check reachability of {peer} (firewall state timeouts, crashed clients). The sockets clear themselves when retries run out."),
             pid: None,
             process: None,
@@ -538,9 +547,7 @@ fn peer_findings(snap: &Snapshot, t: &Thresholds, out: &mut Vec<Finding>) {
             title: format!("{} SYN_SENT toward {peer}: unreachable or filtered", socks.len()),
             evidence: vec![format!("{} connection attempts to {peer} waiting for SYN-ACK; top owner: {}", socks.len(),
                 socks.iter().find_map(|s| s.owner.as_ref()).map_or("unknown".into(), |o| format!("pid {} ({})", o.pid, o.process)))],
-            meaning: "SYN_SENT: we sent SYN and no SYN-ACK (nor RST) has come back: the peer's host is \
-                down, the port is filtered by a firewall that drops, or its SYN queue is full."
-                .into(),
+            meaning: state_meaning(State::SynSent),
             action: format!("Test reachability of {peer}; check firewalls and the peer's listen backlog; set connect timeouts in the client."),
             pid: None,
             process: None,
@@ -563,9 +570,7 @@ fn peer_findings(snap: &Snapshot, t: &Thresholds, out: &mut Vec<Finding>) {
             severity: Severity::Warning,
             title: format!("{} SYN_RECV on {local}: handshakes not completing", socks.len()),
             evidence: vec![format!("{} half-open connections on {local} from {}", socks.len(), top_peers(socks.iter().copied(), true))],
-            meaning: "SYN_RECV: we answered a SYN with SYN-ACK and wait for the final ACK. Many of them \
-                mean clients that do not finish the handshake (SYN flood, or lossy paths)."
-                .into(),
+            meaning: state_meaning(State::SynReceived),
             action: "Check net.ipv4.tcp_syncookies=1 and tcp_max_syn_backlog; look at the sources above.".into(),
             pid: None,
             process: None,
@@ -585,9 +590,11 @@ fn peer_findings(snap: &Snapshot, t: &Thresholds, out: &mut Vec<Finding>) {
             title: format!("listener {} has a full accept queue ({} of {})", Addr(&s.local), s.recv_q, s.send_q),
             evidence: vec![format!("Recv-Q {} (connections waiting for accept()) >= backlog {}{}", s.recv_q, s.send_q,
                 s.owner.as_ref().map_or(String::new(), |o| format!("; listener held by pid {} ({})", o.pid, o.process)))],
-            meaning: "Handshakes complete (ESTABLISHED) but the program does not accept() them fast \
-                enough; new SYNs or final ACKs are dropped (ListenOverflows/ListenDrops)."
-                .into(),
+            meaning: format!(
+                "{} Here handshakes complete but the program does not accept() them fast enough; \
+                 new SYNs or final ACKs are dropped (ListenOverflows/ListenDrops).",
+                state_meaning(State::Listen)
+            ),
             action: "Make the program accept faster (more workers, non-blocking accept loop) or raise its listen() backlog and net.core.somaxconn.".into(),
             pid: s.owner.as_ref().map(|o| o.pid),
             process: s.owner.as_ref().map(|o| o.process.clone()),
@@ -624,11 +631,13 @@ fn dead_findings(dead: &[DeadSocket], out: &mut Vec<Finding>) {
             severity: if ds.len() >= 10 { Severity::Critical } else { Severity::Warning },
             title: format!("pid {pid} ({name}) holds {} dead TCP sockets", ds.len()),
             evidence,
-            meaning: "These connections reached CLOSED (reset by the peer, or closed through LAST_ACK) \
-                but the program never closed the fd. They have left every table, so ss and netstat do \
-                not show them; reads return ECONNRESET or EOF. Often a CLOSE_WAIT leak whose peer later \
-                reset."
-                .into(),
+            meaning: format!(
+                "CLOSED: {} These connections got there (reset by the peer, or closed through \
+                 LAST_ACK) but the program never closed the fd: they have left every table, so ss \
+                 and netstat do not show them; reads return ECONNRESET or EOF. Often a CLOSE_WAIT \
+                 leak whose peer later reset.",
+                tcpstate_fsm::explain(State::Closed).meaning
+            ),
             action: format!("Fix pid {pid} ({name}): close sockets on errors and EOF. Until then the fds and their memory are leaked; restarting the program frees them."),
             pid: Some(pid),
             process: Some(name),
@@ -706,6 +715,13 @@ pub fn diagnose(
 
 /// Kernel context lines for people.
 pub fn context_lines(k: &KernelContext) -> Vec<String> {
+    context_lines_in(k, None)
+}
+
+/// Kernel context lines for people, saying what the counters count from: TcpExt counters
+/// are per network namespace, so outside the initial one (`initial` = `Some(false)`) they
+/// count since the namespace was created, not since boot; `None` when unknown.
+pub fn context_lines_in(k: &KernelContext, initial: Option<bool>) -> Vec<String> {
     let mut v = Vec::new();
     if let Some((lo, hi)) = k.ip_local_port_range {
         v.push(format!(
@@ -730,7 +746,12 @@ pub fn context_lines(k: &KernelContext) -> Vec<String> {
     }
     if !k.counters.is_empty() {
         let c: Vec<String> = k.counters.iter().map(|(n, v)| format!("{n} {v}")).collect();
-        v.push(format!("counters since boot: {}", c.join(", ")));
+        let since = match initial {
+            Some(true) => "since boot",
+            Some(false) => "since the namespace was created",
+            None => "since boot, or since the namespace was created if it is not the initial one",
+        };
+        v.push(format!("counters {since}: {}", c.join(", ")));
     }
     v
 }
@@ -823,6 +844,22 @@ mod tests {
         assert!(ev.contains("3 with unread data (36 bytes"), "{ev}");
         assert!(ev.contains("estimate"));
         assert!(ev.contains("fds 10, 11, 12, 13, 14, 15"));
+        // The meaning is the explain text, not a second copy of it.
+        let e = tcpstate_fsm::explain(State::CloseWait);
+        assert!(f.meaning.contains(e.meaning), "{}", f.meaning);
+        assert!(f.meaning.contains(e.linux_duration), "{}", f.meaning);
+    }
+
+    #[test]
+    fn counters_say_what_they_count_from() {
+        let k = KernelContext {
+            counters: [("TW".to_string(), 3)].into(),
+            ..Default::default()
+        };
+        let last = |i| context_lines_in(&k, i).pop().unwrap();
+        assert!(last(Some(true)).starts_with("counters since boot: TW 3"));
+        assert!(last(Some(false)).starts_with("counters since the namespace was created: TW 3"));
+        assert!(last(None).contains("if it is not the initial one"));
     }
 
     #[test]
@@ -887,6 +924,10 @@ mod tests {
         );
         assert_eq!(f[0].oldest, Some(Duration::from_secs(10)));
         assert!(f[0].action.contains("tcp_fin_timeout"));
+        assert!(f[0].action.contains("tcp_tw_recycle"));
+        assert!(f[0]
+            .meaning
+            .contains(tcpstate_fsm::explain(State::TimeWait).linux_duration));
     }
 
     #[test]

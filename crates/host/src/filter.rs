@@ -225,10 +225,16 @@ impl Filter {
     /// Whether a socket passes the owner predicates (false without a known owner when
     /// there are any).
     pub fn matches_owner(&self, s: &Socket) -> bool {
+        self.matches_owner_of(s.owner.as_ref())
+    }
+
+    /// [`Filter::matches_owner`] for an owner kept outside the socket (e.g. looked up in
+    /// [`crate::owners::OwnerScan::owners`] by inode, without copying it into every row).
+    pub fn matches_owner_of(&self, owner: Option<&crate::model::Owner>) -> bool {
         if !self.needs_owners() {
             return true;
         }
-        let Some(o) = &s.owner else { return false };
+        let Some(o) = owner else { return false };
         (self.pids.is_empty() || self.pids.contains(&o.pid))
             && (self.processes.is_empty() || self.processes.contains(&o.process))
     }

@@ -35,5 +35,5 @@ pub use error::HostError;
 pub use kernel::KernelContext;
 pub use model::{
     Addr, MemInfo, Namespace, Owner, Snapshot, SockKind, Socket, Source, StateTime, TcpInfo, Timer,
-    TimerKind, TIMEWAIT_LEN,
+    TimerKind, ADDR_MAX_LEN, TIMEWAIT_LEN,
 };

@@ -335,17 +335,70 @@ pub(crate) fn state_index(s: State) -> usize {
 /// An address the way tables and JSON print it: `ip:port`, `[v6]:port`.
 pub struct Addr<'a>(pub &'a SocketAddr);
 
-impl fmt::Display for Addr<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = match self.0.ip() {
-            IpAddr::V4(ip) => format!("{ip}:{}", self.0.port()),
+/// The longest address text: `[` + 45 (IPv6 with embedded IPv4) + `]:65535`.
+pub const ADDR_MAX_LEN: usize = 54;
+
+impl Addr<'_> {
+    /// Writes the text into `buf` and returns its length; no allocation (tables print
+    /// 100k of these). IPv4 digits are written by hand, the rest through `fmt`.
+    pub fn write_to(&self, buf: &mut [u8; ADDR_MAX_LEN]) -> usize {
+        fn num(buf: &mut [u8], at: usize, mut v: u32) -> usize {
+            let mut tmp = [0u8; 5];
+            let mut n = 0;
+            loop {
+                tmp[n] = b'0' + (v % 10) as u8;
+                n += 1;
+                v /= 10;
+                if v == 0 {
+                    break;
+                }
+            }
+            for i in 0..n {
+                buf[at + i] = tmp[n - 1 - i];
+            }
+            at + n
+        }
+        let mut at = 0;
+        let v4 = |buf: &mut [u8], mut at: usize, o: [u8; 4]| {
+            for (i, b) in o.iter().enumerate() {
+                if i > 0 {
+                    buf[at] = b'.';
+                    at += 1;
+                }
+                at = num(buf, at, u32::from(*b));
+            }
+            at
+        };
+        match self.0.ip() {
+            IpAddr::V4(ip) => at = v4(buf, at, ip.octets()),
             IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
                 // ss prints v4-mapped as [::ffff:a.b.c.d]; so do we, to stay comparable.
-                Some(v4) => format!("[::ffff:{v4}]:{}", self.0.port()),
-                None => format!("[{ip}]:{}", self.0.port()),
+                Some(m) => {
+                    buf[..8].copy_from_slice(b"[::ffff:");
+                    at = v4(buf, 8, m.octets());
+                    buf[at] = b']';
+                    at += 1;
+                }
+                None => {
+                    use std::io::Write;
+                    let mut cur = std::io::Cursor::new(&mut buf[..]);
+                    // Cannot fail: 47 bytes at most before the port.
+                    let _ = write!(cur, "[{ip}]");
+                    at = cur.position() as usize;
+                }
             },
-        };
-        f.pad(&s)
+        }
+        buf[at] = b':';
+        num(buf, at + 1, u32::from(self.0.port()))
+    }
+}
+
+impl fmt::Display for Addr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; ADDR_MAX_LEN];
+        let n = self.write_to(&mut buf);
+        // Only ASCII was written.
+        f.pad(std::str::from_utf8(&buf[..n]).unwrap_or("?"))
     }
 }
 
@@ -365,5 +418,40 @@ fn ser_opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::O
     match d {
         Some(d) => s.serialize_f64(d.as_secs_f64()),
         None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn addresses_print_like_ss() {
+        let t = |a: &str| Addr(&a.parse().unwrap()).to_string();
+        assert_eq!(t("127.0.0.1:8080"), "127.0.0.1:8080");
+        assert_eq!(t("0.0.0.0:0"), "0.0.0.0:0");
+        assert_eq!(t("255.255.255.255:65535"), "255.255.255.255:65535");
+        assert_eq!(t("[::ffff:10.1.2.3]:443"), "[::ffff:10.1.2.3]:443");
+        assert_eq!(t("[::1]:22"), "[::1]:22");
+        assert_eq!(
+            format!("{:>16}|", Addr(&"1.2.3.4:5".parse().unwrap())),
+            "       1.2.3.4:5|"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_address_fits_and_matches_std(ip in any::<[u8; 16]>(), v4 in any::<[u8; 4]>(), port in any::<u16>()) {
+            for ip in [IpAddr::from(ip), IpAddr::from(v4)] {
+                let a = SocketAddr::new(ip, port);
+                let text = Addr(&a).to_string();
+                let std_text = match ip {
+                    IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => format!("[::ffff:{}]:{port}", v6.to_ipv4_mapped().unwrap()),
+                    _ => a.to_string(),
+                };
+                prop_assert_eq!(text, std_text);
+            }
+        }
     }
 }

@@ -81,6 +81,14 @@ fn open(name: String, path: PathBuf) -> Result<NetnsTarget, HostError> {
     })
 }
 
+/// Whether the namespace with nsfs inode `inode` is the initial one (that of pid 1):
+/// `None` when either inode is unknown (reading /proc/1/ns/net needs ptrace rights over
+/// pid 1, i.e. root).
+pub fn is_initial(inode: Option<u64>) -> Option<bool> {
+    let init = ns_inode(Path::new("/proc/1/ns/net"))?;
+    Some(inode? == init)
+}
+
 /// Resolves a selector into namespaces to enter.
 pub fn resolve(sel: &NetnsSelector) -> Result<Vec<NetnsTarget>, HostError> {
     let names = run_netns_names();

@@ -23,7 +23,6 @@ use std::collections::{HashMap, HashSet};
 #[cfg(target_os = "linux")]
 use {
     crate::diag::parse_tcp_info,
-    std::ffi::CString,
     std::fs::File,
     std::os::fd::AsFd,
     std::os::unix::fs::MetadataExt,
@@ -125,14 +124,18 @@ fn read_trimmed(path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A process's name and command line.
+#[cfg(target_os = "linux")]
+fn process_info(pid: u32) -> (String, String) {
+    (
+        read_trimmed(&format!("/proc/{pid}/comm")),
+        read_trimmed(&format!("/proc/{pid}/cmdline")),
+    )
+}
+
 #[cfg(target_os = "linux")]
 fn owner_of(pid: u32, fd: u32, cache: &mut Option<(String, String)>) -> Owner {
-    let (process, cmdline) = cache.get_or_insert_with(|| {
-        (
-            read_trimmed(&format!("/proc/{pid}/comm")),
-            read_trimmed(&format!("/proc/{pid}/cmdline")),
-        )
-    });
+    let (process, cmdline) = cache.get_or_insert_with(|| process_info(pid));
     Owner {
         pid,
         process: process.clone(),
@@ -170,11 +173,38 @@ fn verify_dead(pid: u32, fd: u32) -> Verdict {
     }
 }
 
+/// A hasher for socket inodes (already well spread): one multiply instead of SipHash, for
+/// the sets probed once per fd read.
+#[derive(Default, Clone, Copy)]
+struct InodeHasher(u64);
+
+impl std::hash::Hasher for InodeHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (x ^ (x >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type InodeMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<InodeHasher>>;
+
 #[cfg(target_os = "linux")]
-struct Shared<'q> {
-    q: &'q OwnerQuery,
+struct Shared {
+    /// Wanted inode -> its slot in `claimed`.
+    slots: InodeMap<usize>,
+    /// One flag per wanted inode: set by the first fd found holding it, so a socket shared
+    /// by several processes (fork, SCM_RIGHTS) is counted once.
+    claimed: Vec<std::sync::atomic::AtomicBool>,
+    known: Option<InodeMap<()>>,
     remaining: AtomicUsize,
-    found: Mutex<HashMap<u64, Owner>>,
+    found: Mutex<Vec<(u64, u32, u32)>>,
+    processes: Mutex<HashMap<u32, (String, String)>>,
     dead: Mutex<Vec<DeadSocket>>,
     dead_unverified: AtomicUsize,
     scanned: AtomicUsize,
@@ -183,8 +213,25 @@ struct Shared<'q> {
     vanished: AtomicUsize,
 }
 
+/// Writes `n` as a NUL-terminated decimal into `buf` (an fd's name under /proc/PID/fd).
 #[cfg(target_os = "linux")]
-impl Shared<'_> {
+fn fd_name(buf: &mut [u8; 12], mut n: u32) -> &std::ffi::CStr {
+    let mut at = buf.len() - 1;
+    buf[at] = 0;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Digits and one NUL at the end: always a valid C string.
+    std::ffi::CStr::from_bytes_with_nul(&buf[at..]).unwrap_or_default()
+}
+
+#[cfg(target_os = "linux")]
+impl Shared {
     fn processes_scanned_lt(&self, n: usize) -> bool {
         self.scanned.load(Ordering::Relaxed)
             + self.denied.load(Ordering::Relaxed)
@@ -193,14 +240,20 @@ impl Shared<'_> {
     }
 
     fn done(&self) -> bool {
-        self.q.known.is_none() && self.remaining.load(Ordering::Relaxed) == 0
+        self.known.is_none() && self.remaining.load(Ordering::Relaxed) == 0
     }
 
+    /// Reads the fds of one process. Each fd costs a readlinkat(2) relative to the open
+    /// /proc/PID/fd (no path walk from /). Listing the directory (getdents) costs as much
+    /// again, since procfs builds a dentry per fd, so when the kernel tells the fd count
+    /// (st_size of /proc/PID/fd, Linux >= 6.2) the fd numbers are probed in order instead,
+    /// which visits a dense table (the usual case) once; a sparse table falls back to the
+    /// listing after a bounded number of misses.
     fn scan_pid(&self, pid: u32, dead_ok: bool) {
         let dir_path = format!("/proc/{pid}/fd");
-        let (dir, list) = match (File::open(&dir_path), std::fs::read_dir(&dir_path)) {
-            (Ok(d), Ok(l)) => (d, l),
-            (Err(e), _) | (_, Err(e)) => {
+        let dir = match File::open(&dir_path) {
+            Ok(d) => d,
+            Err(e) => {
                 match e.kind() {
                     std::io::ErrorKind::PermissionDenied => &self.denied,
                     _ => &self.vanished,
@@ -210,68 +263,124 @@ impl Shared<'_> {
             }
         };
         self.scanned.fetch_add(1, Ordering::Relaxed);
+        let count = dir.metadata().map_or(0, |m| m.len());
         let mut cache = None;
-        let mut buf = [0u8; 64];
-        let mut n_fds = 0;
-        for entry in list.flatten() {
-            if self.done() {
-                break;
-            }
-            let name = entry.file_name();
-            let Some(fd) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            let Ok(cname) = CString::new(name.as_encoded_bytes()) else {
-                continue;
+        let mut hits = Vec::new();
+        let mut link = [0u8; 64];
+        let mut name = [0u8; 12];
+        let mut n_fds = 0usize;
+        let mut visit = |fd: u32, this: &Self| -> bool {
+            let Ok(n) = crate::sys::readlinkat(dir.as_fd(), fd_name(&mut name, fd), &mut link)
+            else {
+                return false; // no such fd (or closed meanwhile)
             };
             n_fds += 1;
-            let Ok(n) = crate::sys::readlinkat(dir.as_fd(), &cname, &mut buf) else {
-                continue; // closed meanwhile
-            };
-            let Some(inode) = socket_inode(&buf[..n.min(buf.len())]) else {
-                continue;
-            };
-            if self.q.wanted.contains(&inode) {
-                let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner());
-                if let std::collections::hash_map::Entry::Vacant(e) = found.entry(inode) {
-                    e.insert(owner_of(pid, fd, &mut cache));
-                    self.remaining.fetch_sub(1, Ordering::Relaxed);
+            if let Some(inode) = socket_inode(&link[..n.min(link.len())]) {
+                this.on_socket(pid, fd, inode, dead_ok, &dir_path, &mut cache, &mut hits);
+            }
+            true
+        };
+        let mut probed_to = 0u32;
+        if count > 0 {
+            let mut misses = 0u64;
+            let mut seen = 0u64;
+            while seen < count && !self.done() {
+                if visit(probed_to, self) {
+                    seen += 1;
+                } else {
+                    misses += 1;
+                    if misses > 64 + seen / 8 {
+                        break; // sparse: list the rest
+                    }
                 }
-                continue;
+                probed_to += 1;
             }
-            let Some(known) = self.q.known.as_ref().filter(|_| dead_ok) else {
-                continue;
-            };
-            if known.contains(&inode) {
-                continue;
+            if seen >= count || self.done() {
+                probed_to = u32::MAX;
             }
-            let path = std::path::PathBuf::from(format!("{dir_path}/{fd}"));
-            let Ok(proto) = crate::sys::getxattr(&path, "system.sockprotoname") else {
-                continue;
-            };
-            let proto = String::from_utf8_lossy(&proto)
-                .trim_end_matches('\0')
-                .to_string();
-            if proto != "TCP" && proto != "TCPv6" {
-                continue;
-            }
-            match verify_dead(pid, fd) {
-                Verdict::Dead(tcp_info) => {
-                    let d = DeadSocket {
-                        owner: owner_of(pid, fd, &mut cache),
-                        inode,
-                        protocol: proto,
-                        tcp_info,
+        }
+        if probed_to != u32::MAX {
+            if let Ok(list) = std::fs::read_dir(&dir_path) {
+                for entry in list.flatten() {
+                    if self.done() {
+                        break;
+                    }
+                    let Some(fd) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+                        continue;
                     };
-                    self.dead.lock().unwrap_or_else(|e| e.into_inner()).push(d);
+                    if fd >= probed_to {
+                        visit(fd, self);
+                    }
                 }
-                Verdict::Unverified => {
-                    self.dead_unverified.fetch_add(1, Ordering::Relaxed);
-                }
-                Verdict::Alive => {}
+            }
+        }
+        if !hits.is_empty() {
+            self.found
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .append(&mut hits);
+            if let Some(info) = cache {
+                self.processes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(pid, info);
             }
         }
         self.fds.fetch_add(n_fds, Ordering::Relaxed);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_socket(
+        &self,
+        pid: u32,
+        fd: u32,
+        inode: u64,
+        dead_ok: bool,
+        dir_path: &str,
+        cache: &mut Option<(String, String)>,
+        hits: &mut Vec<(u64, u32, u32)>,
+    ) {
+        if let Some(&slot) = self.slots.get(&inode) {
+            if !self.claimed[slot].swap(true, Ordering::Relaxed) {
+                if cache.is_none() {
+                    *cache = Some(process_info(pid));
+                }
+                hits.push((inode, pid, fd));
+                self.remaining.fetch_sub(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        let Some(known) = self.known.as_ref().filter(|_| dead_ok) else {
+            return;
+        };
+        if known.contains_key(&inode) {
+            return;
+        }
+        let path = std::path::PathBuf::from(format!("{dir_path}/{fd}"));
+        let Ok(proto) = crate::sys::getxattr(&path, "system.sockprotoname") else {
+            return;
+        };
+        let proto = String::from_utf8_lossy(&proto)
+            .trim_end_matches('\0')
+            .to_string();
+        if proto != "TCP" && proto != "TCPv6" {
+            return;
+        }
+        match verify_dead(pid, fd) {
+            Verdict::Dead(tcp_info) => {
+                let d = DeadSocket {
+                    owner: owner_of(pid, fd, cache),
+                    inode,
+                    protocol: proto,
+                    tcp_info,
+                };
+                self.dead.lock().unwrap_or_else(|e| e.into_inner()).push(d);
+            }
+            Verdict::Unverified => {
+                self.dead_unverified.fetch_add(1, Ordering::Relaxed);
+            }
+            Verdict::Alive => {}
+        }
     }
 }
 
@@ -291,10 +400,19 @@ pub fn scan(q: &OwnerQuery) -> OwnerScan {
     });
     // The dead-socket search needs every process of the namespaces (a prefix of `order`).
     let dead_until = order.iter().take_while(|(_, _, ns)| in_ns(*ns)).count();
+    let slots: InodeMap<usize> = q.wanted.iter().enumerate().map(|(i, w)| (*w, i)).collect();
     let shared = Shared {
-        q,
+        claimed: (0..slots.len())
+            .map(|_| std::sync::atomic::AtomicBool::new(false))
+            .collect(),
+        slots,
+        known: q
+            .known
+            .as_ref()
+            .map(|k| k.iter().map(|i| (*i, ())).collect()),
         remaining: AtomicUsize::new(q.wanted.len()),
-        found: Mutex::new(HashMap::new()),
+        found: Mutex::new(Vec::new()),
+        processes: Mutex::new(HashMap::new()),
         dead: Mutex::new(Vec::new()),
         dead_unverified: AtomicUsize::new(0),
         scanned: AtomicUsize::new(0),
@@ -338,8 +456,26 @@ pub fn scan(q: &OwnerQuery) -> OwnerScan {
     let stopped_early = shared.processes_scanned_lt(order.len());
     let mut dead = shared.dead.into_inner().unwrap_or_else(|e| e.into_inner());
     dead.sort_by_key(|d| (d.owner.pid, d.owner.fd));
+    let processes = shared
+        .processes
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    let found = shared.found.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut owners = HashMap::with_capacity(found.len());
+    for (inode, pid, fd) in found {
+        let (process, cmdline) = processes.get(&pid).cloned().unwrap_or_default();
+        owners.insert(
+            inode,
+            Owner {
+                pid,
+                process,
+                fd,
+                cmdline,
+            },
+        );
+    }
     OwnerScan {
-        owners: shared.found.into_inner().unwrap_or_else(|e| e.into_inner()),
+        owners,
         dead,
         dead_unverified: shared.dead_unverified.into_inner(),
         processes_scanned: shared.scanned.into_inner(),
