@@ -245,7 +245,7 @@ fn run_linux(args: Args) -> anyhow::Result<ExitCode> {
                     lost_events,
                     last,
                 } => {
-                    if !want_summary && !(last && lost_events.is_some_and(|l| l > 0)) {
+                    if !(want_summary || last && lost_events.is_some_and(|l| l > 0)) {
                         return Ok(());
                     }
                     if !want_summary {
