@@ -100,18 +100,24 @@ pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     use std::collections::HashSet;
     use tcpstate_fsm::State;
-    use tcpstate_host::doctor::{context_lines, diagnose, human, state_counts, CounterGrowth};
-    use tcpstate_host::snapshot::{take, SnapshotOptions};
+    use tcpstate_host::doctor::{context_lines_in, diagnose, human, state_counts, CounterGrowth};
+    use tcpstate_host::snapshot::{take_with, Extensions, SnapshotOptions};
     use tcpstate_host::SockKind;
 
     let sel = args.ns.selector();
     let opts = SnapshotOptions {
         states: Vec::new(),
-        extensions: true,
+        extensions: false,
         proc_only: args.ns.proc,
         kernel_context: true,
     };
-    let mut snap = take(&sel, &opts).context("taking the socket snapshot")?;
+    // The rules read tcp_info only for the CLOSE_WAIT age estimate: only CLOSE_WAIT
+    // sockets cost the kernel a tcp_info fill.
+    let ext = Extensions {
+        tcp_info: vec![State::CloseWait],
+        memory: Vec::new(),
+    };
+    let mut snap = take_with(&sel, &opts, &ext).context("taking the socket snapshot")?;
     let mut notes: Vec<String> = snap.warnings.clone();
     for ns in &snap.namespaces {
         if let Some(reason) = &ns.fallback_reason {
@@ -290,7 +296,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(k) = &ns.kernel {
             writeln!(out)?;
             writeln!(out, "{}", bold(&format!("Kernel context ({})", ns.name)))?;
-            for l in context_lines(k) {
+            let initial = tcpstate_host::netns::is_initial(ns.inode);
+            for l in context_lines_in(k, initial) {
                 writeln!(out, "  {l}")?;
             }
         }

@@ -9,7 +9,7 @@ use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 use tcpstate_host::filter::Filter;
-use tcpstate_host::{Addr, Snapshot, SockKind, Socket, StateTime, TimerKind};
+use tcpstate_host::{Addr, Owner, Snapshot, SockKind, Socket, StateTime, TimerKind};
 
 /// Which network namespaces to look at (shared by `ls` and `doctor`).
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -99,59 +99,69 @@ pub struct Args {
 }
 
 /// Human form of a duration for the TIME column: `850ms`, `52s`, `41m12s`, `3h05m`.
-pub fn short(d: Duration) -> String {
+fn write_short(out: &mut Vec<u8>, d: Duration) {
     let ms = d.as_millis();
     let s = d.as_secs();
-    if ms < 1000 {
-        format!("{ms}ms")
+    // Writing into a Vec cannot fail.
+    let _ = if ms < 1000 {
+        write!(out, "{ms}ms")
     } else if s < 60 {
-        format!("{s}s")
+        write!(out, "{s}s")
     } else if s < 3600 {
-        format!("{}m{:02}s", s / 60, s % 60)
+        write!(out, "{}m{:02}s", s / 60, s % 60)
     } else {
-        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
-    }
+        write!(out, "{}h{:02}m", s / 3600, (s % 3600) / 60)
+    };
 }
 
 /// The TIME column: time left in TIME_WAIT and for orphaned FIN_WAIT_2, the estimated
 /// CLOSE_WAIT age (marked `~`), else the pending timer.
-pub fn time_text(s: &Socket) -> String {
+fn write_time(out: &mut Vec<u8>, s: &Socket) {
     let t = s.state_time();
     if let Some(left) = t.left {
-        let prefix = if s.is_orphan_fin_wait_2() {
-            "orphan, "
-        } else {
-            ""
-        };
-        return format!("{prefix}{} left", short(left));
+        if s.is_orphan_fin_wait_2() {
+            out.extend_from_slice(b"orphan, ");
+        }
+        write_short(out, left);
+        out.extend_from_slice(b" left");
+        return;
     }
     if let (Some(age), true) = (t.age, t.estimated) {
-        return format!("~{}", short(age));
+        out.push(b'~');
+        write_short(out, age);
+        return;
     }
     match s.timer {
-        Some(tm) if tm.kind == TimerKind::Retransmit && tm.retransmits > 0 => {
-            format!("rto {} #{}", short(tm.expires), tm.retransmits)
+        Some(tm) if tm.kind == TimerKind::Retransmit => {
+            out.extend_from_slice(b"rto ");
+            write_short(out, tm.expires);
+            if tm.retransmits > 0 {
+                let _ = write!(out, " #{}", tm.retransmits);
+            }
         }
-        Some(tm) if tm.kind == TimerKind::Retransmit => format!("rto {}", short(tm.expires)),
-        Some(tm) => format!("{} {}", tm.kind.name(), short(tm.expires)),
-        None => String::new(),
+        Some(tm) => {
+            out.extend_from_slice(tm.kind.name().as_bytes());
+            out.push(b' ');
+            write_short(out, tm.expires);
+        }
+        None => {}
     }
 }
 
-fn owner_text(s: &Socket, cmdline: bool) -> String {
-    match (&s.owner, s.kind) {
+fn write_owner(out: &mut Vec<u8>, s: &Socket, owner: Option<&Owner>, cmdline: bool) {
+    match (owner, s.kind) {
         (Some(o), _) => {
             let name = if cmdline && !o.cmdline.is_empty() {
                 &o.cmdline
             } else {
                 &o.process
             };
-            format!("{}/{} fd={}", o.pid, name, o.fd)
+            let _ = write!(out, "{}/{} fd={}", o.pid, name, o.fd);
         }
-        (None, SockKind::TimeWaitMini) => "(kernel: timewait)".into(),
-        (None, SockKind::Request) => "(kernel: request)".into(),
-        (None, SockKind::Full) if s.inode == 0 => "(orphan: no fd)".into(),
-        (None, SockKind::Full) => String::new(),
+        (None, SockKind::TimeWaitMini) => out.extend_from_slice(b"(kernel: timewait)"),
+        (None, SockKind::Request) => out.extend_from_slice(b"(kernel: request)"),
+        (None, SockKind::Full) if s.inode == 0 => out.extend_from_slice(b"(orphan: no fd)"),
+        (None, SockKind::Full) => {}
     }
 }
 
@@ -176,10 +186,11 @@ struct JsonDoc<'a> {
     notes: &'a [String],
 }
 
-/// Looks up owners for the given sockets (those with an inode) and attaches them.
+/// Looks up the holders of the given sockets (those with an inode), without copying them
+/// into the rows: the result maps inode -> owner.
 #[cfg(target_os = "linux")]
-pub fn attach_owners(
-    snap: &mut Snapshot,
+pub fn scan_owners(
+    snap: &Snapshot,
     pick: impl Fn(&Socket) -> bool,
     known_for_dead: Option<HashSet<u64>>,
 ) -> tcpstate_host::owners::OwnerScan {
@@ -197,7 +208,17 @@ pub fn attach_owners(
         q.wanted.insert(s.inode);
         q.uids.insert(s.uid);
     }
-    let result = scan(&q);
+    scan(&q)
+}
+
+/// Looks up owners for the given sockets (those with an inode) and attaches them.
+#[cfg(target_os = "linux")]
+pub fn attach_owners(
+    snap: &mut Snapshot,
+    pick: impl Fn(&Socket) -> bool,
+    known_for_dead: Option<HashSet<u64>>,
+) -> tcpstate_host::owners::OwnerScan {
+    let result = scan_owners(snap, pick, known_for_dead);
     for s in &mut snap.sockets {
         if let Some(o) = result.owners.get(&s.inode) {
             s.owner = Some(o.clone());
@@ -229,7 +250,7 @@ pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
 
 #[cfg(target_os = "linux")]
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    use tcpstate_host::snapshot::{take, SnapshotOptions};
+    use tcpstate_host::snapshot::{take_with, Extensions, SnapshotOptions};
     let filter = match Filter::parse(&args.filter) {
         Ok(f) => f,
         Err(e) => {
@@ -239,11 +260,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let opts = SnapshotOptions {
         states: filter.states.clone(),
-        extensions: true,
+        extensions: args.json,
         proc_only: args.ns.proc,
         kernel_context: false,
     };
-    let mut snap = take(&args.ns.selector(), &opts).context("taking the socket snapshot")?;
+    // JSON carries tcp_info and memory for every socket; the table shows only the
+    // CLOSE_WAIT age, so only CLOSE_WAIT sockets cost the kernel a tcp_info.
+    let ext = if args.json {
+        Extensions::all()
+    } else {
+        Extensions {
+            tcp_info: vec![tcpstate_fsm::State::CloseWait],
+            memory: Vec::new(),
+        }
+    };
+    let mut snap =
+        take_with(&args.ns.selector(), &opts, &ext).context("taking the socket snapshot")?;
     snap.sockets.retain(|s| filter.matches_socket(s));
 
     let mut notes: Vec<String> = snap.warnings.clone();
@@ -256,36 +288,51 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ));
         }
     }
-    let mut scan = None;
-    if !args.no_process || filter.needs_owners() {
-        let s = attach_owners(&mut snap, |_| true, None);
+    let scan = (!args.no_process || filter.needs_owners()).then(|| {
+        let s = scan_owners(&snap, |_| true, None);
         let unowned = snap
             .sockets
             .iter()
-            .filter(|s| s.inode != 0 && s.owner.is_none())
+            .filter(|x| x.inode != 0 && !s.owners.contains_key(&x.inode))
             .count();
         notes.extend(scan_notes(&s, unowned));
-        scan = Some(s);
-    }
-    snap.sockets.retain(|s| filter.matches_owner(s));
-    sort(&mut snap.sockets, args.sort);
+        s
+    });
+    let owners = scan.as_ref().map(|s| &s.owners);
+    let owner_of = |s: &Socket| -> Option<&Owner> {
+        if s.inode == 0 {
+            return None;
+        }
+        owners?.get(&s.inode)
+    };
+    let mut order = sorted(&snap.sockets, args.sort, &owner_of, |s| {
+        filter.matches_owner_of(owner_of(s))
+    });
     if let Some(n) = args.limit {
-        snap.sockets.truncate(n);
+        order.truncate(n);
     }
 
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     if args.json {
+        let mut counts = std::collections::BTreeMap::new();
+        for &i in &order {
+            *counts.entry(snap.sockets[i].state.name()).or_insert(0usize) += 1;
+        }
+        let rows: Vec<Socket> = order
+            .iter()
+            .map(|&i| {
+                let s = &snap.sockets[i];
+                let mut s = s.clone();
+                s.owner = owner_of(&snap.sockets[i]).cloned();
+                s
+            })
+            .collect();
         let doc = JsonDoc {
             version: 1,
             namespaces: &snap.namespaces,
-            counts: snap
-                .counts()
-                .into_iter()
-                .map(|(s, n)| (s.name(), n))
-                .collect(),
-            sockets: snap
-                .sockets
+            counts,
+            sockets: rows
                 .iter()
                 .map(|s| JsonRow {
                     socket: s,
@@ -299,121 +346,211 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         serde_json::to_writer_pretty(&mut out, &doc)?;
         writeln!(out)?;
-    } else {
-        write_table(&mut out, &snap, &args, use_color(args.color))?;
         out.flush()?;
-        drop(out);
-        for n in &notes {
-            eprintln!("note: {n}");
-        }
         return Ok(ExitCode::SUCCESS);
     }
+    let table = Table {
+        snap: &snap,
+        order: &order,
+        owner_of: &owner_of,
+        show_owner: !args.no_process,
+        cmdline: args.cmdline,
+        color: use_color(args.color),
+    };
+    table.write(&mut out)?;
     out.flush()?;
+    drop(out);
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-fn sort(socks: &mut [Socket], key: SortKey) {
-    let idx = |s: &Socket| {
-        tcpstate_fsm::State::ALL
+/// The indices of the sockets that pass `keep`, in `key` order. Sorting indices by a
+/// compact key moves 12-byte entries instead of whole sockets; the index breaks ties, so
+/// the order is the stable one.
+fn sorted<'a>(
+    socks: &'a [Socket],
+    key: SortKey,
+    owner_of: &dyn Fn(&'a Socket) -> Option<&'a Owner>,
+    keep: impl Fn(&'a Socket) -> bool,
+) -> Vec<usize> {
+    fn by<'a, K: Ord>(
+        socks: &'a [Socket],
+        keep: impl Fn(&'a Socket) -> bool,
+        k: impl Fn(&'a Socket) -> K,
+    ) -> Vec<usize> {
+        let mut v: Vec<(K, usize)> = socks
             .iter()
-            .position(|x| *x == s.state)
-            .unwrap_or(0)
-    };
+            .enumerate()
+            .filter(|(_, s)| keep(s))
+            .map(|(i, s)| (k(s), i))
+            .collect();
+        v.sort_unstable();
+        v.into_iter().map(|(_, i)| i).collect()
+    }
+    // SocketAddr's order (V4 before V6, then address, then port) as plain integers.
+    fn a(s: &std::net::SocketAddr) -> (bool, u128, u16) {
+        match s.ip() {
+            std::net::IpAddr::V4(ip) => (false, u32::from(ip).into(), s.port()),
+            std::net::IpAddr::V6(ip) => (true, u128::from(ip), s.port()),
+        }
+    }
+    use std::cmp::Reverse;
     match key {
-        SortKey::State => socks.sort_by(|a, b| {
-            (a.netns, idx(a), a.local, a.peer).cmp(&(b.netns, idx(b), b.local, b.peer))
+        SortKey::State => by(socks, keep, |s| {
+            (s.netns, state_rank(s.state), a(&s.local), a(&s.peer))
         }),
-        SortKey::Local => socks.sort_by_key(|s| (s.local, s.peer)),
-        SortKey::Peer => socks.sort_by_key(|s| (s.peer, s.local)),
-        SortKey::RecvQ => socks.sort_by_key(|s| std::cmp::Reverse(s.recv_q)),
-        SortKey::SendQ => socks.sort_by_key(|s| std::cmp::Reverse(s.send_q)),
-        SortKey::Age => socks.sort_by_key(|s| std::cmp::Reverse(s.state_time().age)),
-        SortKey::Pid => socks.sort_by_key(|s| (s.owner.as_ref().map(|o| o.pid), s.local)),
+        SortKey::Local => by(socks, keep, |s| (a(&s.local), a(&s.peer))),
+        SortKey::Peer => by(socks, keep, |s| (a(&s.peer), a(&s.local))),
+        SortKey::RecvQ => by(socks, keep, |s| Reverse(s.recv_q)),
+        SortKey::SendQ => by(socks, keep, |s| Reverse(s.send_q)),
+        SortKey::Age => by(socks, keep, |s| Reverse(s.state_time().age)),
+        SortKey::Pid => by(socks, keep, |s| (owner_of(s).map(|o| o.pid), a(&s.local))),
     }
 }
 
-fn paint(color: bool, state: tcpstate_fsm::State, text: &str) -> String {
+fn state_rank(s: tcpstate_fsm::State) -> usize {
+    tcpstate_fsm::State::ALL
+        .iter()
+        .position(|x| *x == s)
+        .unwrap_or(0)
+}
+
+fn paint_code(state: tcpstate_fsm::State) -> &'static str {
     use tcpstate_fsm::State::*;
-    if !color {
-        return text.to_string();
-    }
-    let code = match state {
+    match state {
         CloseWait | LastAck => "33",
         TimeWait | FinWait2 | FinWait1 | Closing => "36",
         Established => "32",
         SynSent | SynReceived => "35",
         _ => "0",
-    };
-    format!("\x1b[{code}m{text}\x1b[0m")
+    }
 }
 
-fn write_table(
-    out: &mut impl Write,
-    snap: &Snapshot,
-    args: &Args,
+/// The text table. Every cell of every row is written once into one byte arena (no
+/// string per cell), the column widths taken on the way, then the rows are copied out
+/// with their padding.
+struct Table<'a, 'o> {
+    snap: &'a Snapshot,
+    order: &'a [usize],
+    owner_of: &'o dyn Fn(&'a Socket) -> Option<&'a Owner>,
+    show_owner: bool,
+    cmdline: bool,
     color: bool,
-) -> anyhow::Result<()> {
-    let multi = snap.namespaces.len() > 1;
-    let rows: Vec<[String; 8]> = snap
-        .sockets
-        .iter()
-        .map(|s| {
-            [
-                if multi {
-                    snap.namespaces[s.netns].name.clone()
-                } else {
-                    String::new()
-                },
-                s.state.name().to_string(),
-                s.recv_q.to_string(),
-                s.send_q.to_string(),
-                Addr(&s.local).to_string(),
-                Addr(&s.peer).to_string(),
-                time_text(s),
-                if args.no_process {
-                    String::new()
-                } else {
-                    owner_text(s, args.cmdline)
-                },
-            ]
-        })
-        .collect();
-    let head = [
-        "NETNS", "STATE", "RECV-Q", "SEND-Q", "LOCAL", "PEER", "TIME", "PROCESS",
-    ];
-    let mut w = head.map(str::len);
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.len());
-        }
-    }
-    let first = if multi { 0 } else { 1 };
-    let line = |out: &mut dyn Write, r: &[String], state: Option<tcpstate_fsm::State>| {
-        let mut s = String::with_capacity(128);
-        for i in first..8 {
-            let cell = &r[i];
-            let padded = if i == 2 || i == 3 {
-                format!("{cell:>width$}", width = w[i])
-            } else if i == 7 {
-                cell.clone()
-            } else {
-                format!("{cell:<width$}", width = w[i])
-            };
-            let padded = match (i, state) {
-                (1, Some(st)) => paint(color, st, &padded),
-                _ => padded,
-            };
-            s.push_str(&padded);
-            if i < 7 {
-                s.push_str("  ");
+}
+
+const COLUMNS: usize = 8;
+const HEAD: [&str; COLUMNS] = [
+    "NETNS", "STATE", "RECV-Q", "SEND-Q", "LOCAL", "PEER", "TIME", "PROCESS",
+];
+
+impl Table<'_, '_> {
+    fn write(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let multi = self.snap.namespaces.len() > 1;
+        let mut arena: Vec<u8> = Vec::with_capacity(self.order.len() * 96);
+        let mut ends: Vec<u32> = Vec::with_capacity(self.order.len() * COLUMNS);
+        let mut w = HEAD.map(str::len);
+        let mut addr = [0u8; tcpstate_host::ADDR_MAX_LEN];
+        for &i in self.order {
+            let s = &self.snap.sockets[i];
+            let row_start = arena.len();
+            let mut start = row_start;
+            for (col, width) in w.iter_mut().enumerate() {
+                match col {
+                    0 if multi => {
+                        arena.extend_from_slice(self.snap.namespaces[s.netns].name.as_bytes())
+                    }
+                    0 => {}
+                    1 => arena.extend_from_slice(s.state.name().as_bytes()),
+                    2 => push_u32(&mut arena, s.recv_q),
+                    3 => push_u32(&mut arena, s.send_q),
+                    4 | 5 => {
+                        let a = if col == 4 { &s.local } else { &s.peer };
+                        let n = Addr(a).write_to(&mut addr);
+                        arena.extend_from_slice(&addr[..n]);
+                    }
+                    6 => write_time(&mut arena, s),
+                    _ if self.show_owner => {
+                        write_owner(&mut arena, s, (self.owner_of)(s), self.cmdline)
+                    }
+                    _ => {}
+                }
+                // A row's cells stay far below 4 GiB; the arena as a whole may not.
+                *width = (*width).max(arena.len() - start);
+                start = arena.len();
+                ends.push((arena.len() - row_start) as u32);
             }
         }
-        writeln!(out, "{}", s.trim_end())
-    };
-    let head: Vec<String> = head.iter().map(|h| h.to_string()).collect();
-    line(out, &head, None)?;
-    for (r, s) in rows.iter().zip(&snap.sockets) {
-        line(out, r, Some(s.state))?;
+        let first = if multi { 0 } else { 1 };
+        let mut line: Vec<u8> = Vec::with_capacity(256);
+        let mut emit = |out: &mut dyn Write,
+                        cells: &mut dyn Iterator<Item = &[u8]>,
+                        state: Option<tcpstate_fsm::State>|
+         -> std::io::Result<()> {
+            line.clear();
+            for (col, cell) in cells.enumerate().skip(first) {
+                let pad = w[col].saturating_sub(cell.len());
+                let paint = match (col, state) {
+                    (1, Some(st)) if self.color => Some(paint_code(st)),
+                    _ => None,
+                };
+                if let Some(code) = paint {
+                    let _ = write!(line, "\x1b[{code}m");
+                }
+                match col {
+                    2 | 3 => {
+                        line.resize(line.len() + pad, b' ');
+                        line.extend_from_slice(cell);
+                    }
+                    7 => line.extend_from_slice(cell),
+                    _ => {
+                        line.extend_from_slice(cell);
+                        line.resize(line.len() + pad, b' ');
+                    }
+                }
+                if paint.is_some() {
+                    line.extend_from_slice(b"\x1b[0m");
+                }
+                if col < COLUMNS - 1 {
+                    line.extend_from_slice(b"  ");
+                }
+            }
+            while line.last() == Some(&b' ') {
+                line.pop();
+            }
+            line.push(b'\n');
+            out.write_all(&line)
+        };
+        emit(out, &mut HEAD.iter().map(|h| h.as_bytes()), None)?;
+        let mut row_start = 0usize;
+        for (r, &i) in self.order.iter().enumerate() {
+            let e = &ends[r * COLUMNS..(r + 1) * COLUMNS];
+            let row_len = e[COLUMNS - 1] as usize;
+            let row = &arena[row_start..row_start + row_len];
+            let mut prev = 0usize;
+            let mut cells = e.iter().map(|&end| {
+                let c = &row[prev..end as usize];
+                prev = end as usize;
+                c
+            });
+            emit(out, &mut cells, Some(self.snap.sockets[i].state))?;
+            row_start += row_len;
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+fn push_u32(out: &mut Vec<u8>, mut v: u32) {
+    let mut tmp = [0u8; 10];
+    let mut n = 0;
+    loop {
+        tmp[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend(tmp[..n].iter().rev());
 }

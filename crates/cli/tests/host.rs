@@ -161,3 +161,111 @@ fn missing_netns_is_exit_2_with_its_name() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Not root: sock_diag still lists every socket of the namespace (the counts stay
+/// complete), the user's own processes are named, and the output says how many processes
+/// could not be read. Runs `tcpstate` as `nobody` (setpriv inside `ip netns exec`).
+#[test]
+fn unprivileged_user_sees_own_sockets_and_is_told_what_it_cannot_see() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(ns) = setup("nobody") else { return };
+    let have_setpriv = std::process::Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_setpriv {
+        assert!(std::env::var_os("CI").is_none(), "CI: setpriv is missing");
+        eprintln!("SKIP nobody: setpriv (util-linux) not installed");
+        return;
+    }
+    // A copy of the binary that `nobody` can reach (the target dir may sit under /root).
+    let dir = std::env::temp_dir().join(format!("tcpstate-nobody-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.join("tcpstate");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("tcpstate"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        let mut c = std::process::Command::new("ip");
+        c.args(["netns", "exec", &ns.0, "setpriv", "--reuid=nobody"])
+            .args(["--regid=nogroup", "--clear-groups"])
+            .arg(&bin)
+            .args(args);
+        c
+    };
+
+    // Root's sockets: a listener and a CLOSE_WAIT held by this (root) test process.
+    let t = resolve(&NetnsSelector::Named(ns.0.clone())).unwrap();
+    let (l, held) = run_in(&t[0], || {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        drop(c);
+        (l, s)
+    })
+    .unwrap();
+    // nobody's own connection: bash opens fd 3 to the listener, then becomes `sleep`.
+    let port = l.local_addr().unwrap().port();
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.0, "setpriv", "--reuid=nobody"])
+        .args(["--regid=nogroup", "--clear-groups", "bash", "-c"])
+        .arg(format!(
+            "exec 3<>/dev/tcp/127.0.0.1/{port} && exec sleep 30"
+        ))
+        .spawn()
+        .unwrap();
+    let (accepted, client) = l.accept().unwrap();
+    // Wait until the exec chain (ip, setpriv, bash) has become `sleep`, holding fd 3.
+    let comm = format!("/proc/{}/comm", child.id());
+    for _ in 0..100 {
+        if std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    let out = as_nobody(&["ls", "--json"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let counts = &doc["counts"];
+    assert_eq!(counts["LISTEN"], 1, "{doc}");
+    assert_eq!(counts["ESTABLISHED"], 2, "{doc}");
+    assert_eq!(counts["CLOSE_WAIT"], 1, "{doc}");
+    let socks = doc["sockets"].as_array().unwrap();
+    let own = socks
+        .iter()
+        .find(|s| s["state"] == "ESTABLISHED" && s["local"] == client.to_string())
+        .unwrap_or_else(|| panic!("nobody's socket {client} missing: {doc}"));
+    assert_eq!(own["pid"], child.id(), "{own}");
+    assert_eq!(own["fd"], 3, "{own}");
+    let cw = socks.iter().find(|s| s["state"] == "CLOSE_WAIT").unwrap();
+    assert!(
+        cw.get("pid").is_none(),
+        "root's socket has no owner for nobody: {cw}"
+    );
+    let notes = doc["notes"].to_string();
+    assert!(notes.contains("permission denied"), "{notes}");
+
+    let out = as_nobody(&["doctor", "--close-wait-count", "1", "--color", "never"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("leaks CLOSE_WAIT: 1 sockets"), "{text}");
+    assert!(text.contains("unknown process"), "{text}");
+    assert!(
+        text.contains("note: owners: could not read the fds of"),
+        "{text}"
+    );
+    // /proc/1/ns/net is unreadable: it cannot tell whether this is the initial namespace.
+    assert!(
+        text.contains("since boot, or since the namespace was created"),
+        "{text}"
+    );
+
+    let _ = child.kill();
+    let _ = child.wait();
+    drop((l, held, accepted));
+    let _ = std::fs::remove_dir_all(&dir);
+}
