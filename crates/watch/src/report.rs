@@ -314,7 +314,9 @@ impl TransitionReport {
         s.push_str("  ");
         s.push_str(&owner_text(&self.owner));
         if let Some(t) = &self.task {
-            if t.interrupt {
+            if t.interrupt && t.comm.is_empty() {
+                s.push_str(&format!("  [softirq, interrupted pid {}]", t.pid));
+            } else if t.interrupt {
                 s.push_str(&format!("  [softirq, on CPU: {}]", t.comm));
             } else if self.owner.as_ref().map(|o| o.pid as i32) != Some(t.pid) {
                 s.push_str(&format!("  [task {}[{}]]", t.comm, t.pid));

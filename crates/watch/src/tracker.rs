@@ -1088,6 +1088,7 @@ impl Tracker {
                     && !c.cw_warned
                     && c.member == Some(true)
                     && c.ended.is_none()
+                    && (c.owner_tried || c.inode.is_none())
                 {
                     let dwell = now.saturating_sub(c.entered());
                     if dwell >= th
