@@ -118,16 +118,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         memory: Vec::new(),
     };
     let mut snap = take_with(&sel, &opts, &ext).context("taking the socket snapshot")?;
-    let mut notes: Vec<String> = snap.warnings.clone();
-    for ns in &snap.namespaces {
-        if let Some(reason) = &ns.fallback_reason {
-            notes.push(format!(
-                "netns {}: read /proc/net/tcp{{,6}} ({reason}); missing: {}",
-                ns.name,
-                ns.source.missing().join(", ")
-            ));
-        }
-    }
+    let mut notes = crate::ls::snapshot_notes(&snap);
 
     // Dead sockets leave every table but stay counted in sockstat `alloc` (host-wide full
     // sockets): only when alloc exceeds the full sockets seen can one exist, so only then

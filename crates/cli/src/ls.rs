@@ -227,6 +227,22 @@ pub fn attach_owners(
     result
 }
 
+/// The snapshot's warnings and, per namespace read through /proc/net/tcp, why and what is
+/// then missing.
+pub fn snapshot_notes(snap: &Snapshot) -> Vec<String> {
+    let mut notes = snap.warnings.clone();
+    for ns in &snap.namespaces {
+        if let Some(reason) = &ns.fallback_reason {
+            notes.push(format!(
+                "netns {}: read /proc/net/tcp{{,6}} ({reason}); missing: {}",
+                ns.name,
+                ns.source.missing().join(", ")
+            ));
+        }
+    }
+    notes
+}
+
 /// What the owner scan could not see, for people.
 pub fn scan_notes(scan: &tcpstate_host::owners::OwnerScan, unowned: usize) -> Vec<String> {
     let mut v = Vec::new();
@@ -278,16 +294,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         take_with(&args.ns.selector(), &opts, &ext).context("taking the socket snapshot")?;
     snap.sockets.retain(|s| filter.matches_socket(s));
 
-    let mut notes: Vec<String> = snap.warnings.clone();
-    for ns in &snap.namespaces {
-        if let Some(reason) = &ns.fallback_reason {
-            notes.push(format!(
-                "netns {}: read /proc/net/tcp{{,6}} ({reason}); missing: {}",
-                ns.name,
-                ns.source.missing().join(", ")
-            ));
-        }
-    }
+    let mut notes = snapshot_notes(&snap);
     let scan = (!args.no_process || filter.needs_owners()).then(|| {
         let s = scan_owners(&snap, |_| true, None);
         let unowned = snap
@@ -463,8 +470,9 @@ impl Table<'_, '_> {
                     }
                     0 => {}
                     1 => arena.extend_from_slice(s.state.name().as_bytes()),
-                    2 => push_u32(&mut arena, s.recv_q),
-                    3 => push_u32(&mut arena, s.send_q),
+                    // Writing into a Vec cannot fail.
+                    2 => drop(write!(arena, "{}", s.recv_q)),
+                    3 => drop(write!(arena, "{}", s.send_q)),
                     4 | 5 => {
                         let a = if col == 4 { &s.local } else { &s.peer };
                         let n = Addr(a).write_to(&mut addr);
@@ -539,18 +547,4 @@ impl Table<'_, '_> {
         }
         Ok(())
     }
-}
-
-fn push_u32(out: &mut Vec<u8>, mut v: u32) {
-    let mut tmp = [0u8; 10];
-    let mut n = 0;
-    loop {
-        tmp[n] = b'0' + (v % 10) as u8;
-        n += 1;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend(tmp[..n].iter().rev());
 }

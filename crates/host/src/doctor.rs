@@ -463,6 +463,24 @@ fn time_wait_findings(snap: &Snapshot, t: &Thresholds, out: &mut Vec<Finding>) {
 
 type PeerKey = (usize, String);
 
+/// The parts of a warning about a group of sockets toward a peer (or on a listener) that
+/// have no single process: completed by the rule with title, evidence, meaning, action.
+fn peer_group(id: &'static str, count: usize, netns: String) -> Finding {
+    Finding {
+        id,
+        severity: Severity::Warning,
+        title: String::new(),
+        evidence: Vec::new(),
+        meaning: String::new(),
+        action: String::new(),
+        pid: None,
+        process: None,
+        count,
+        oldest: None,
+        netns,
+    }
+}
+
 fn group_by(
     snap: &Snapshot,
     pred: impl Fn(&Socket) -> bool,
@@ -490,8 +508,6 @@ fn peer_findings(snap: &Snapshot, t: &Thresholds, out: &mut Vec<Finding>) {
             .and_then(|n| n.kernel.as_ref())
             .and_then(|k| k.tcp_fin_timeout_s);
         out.push(Finding {
-            id: "orphan_fin_wait_2",
-            severity: Severity::Warning,
             title: format!("{} orphaned FIN_WAIT_2 toward {peer}: its program probably leaks CLOSE_WAIT", socks.len()),
             evidence: vec![
                 format!("{} sockets closed by this host, FIN acknowledged by {peer}, no FIN back", socks.len()),
@@ -499,11 +515,7 @@ fn peer_findings(snap: &Snapshot, t: &Thresholds, out: &mut Vec<Finding>) {
             ],
             meaning: state_meaning(State::FinWait2),
             action: format!("Run `tcpstate doctor` on the host of {peer} and look for a CLOSE_WAIT leak on that port."),
-            pid: None,
-            process: None,
-            count: socks.len(),
-            oldest: None,
-            netns: ns_name(snap, ns),
+            ..peer_group("orphan_fin_wait_2", socks.len(), ns_name(snap, ns))
         });
     }
     for ((ns, peer), socks) in group_by(
@@ -520,17 +532,11 @@ fn peer_findings(snap: &Snapshot, t: &Thresholds, out: &mut Vec<Finding>) {
             .max()
             .unwrap_or(0);
         out.push(Finding {
-            id: "last_ack_pileup",
-            severity: Severity::Warning,
             title: format!("{} LAST_ACK toward {peer}: the peer is gone", socks.len()),
             evidence: vec![format!("{} sockets in LAST_ACK to {peer}; up to {retrans} FIN retransmissions so far", socks.len())],
             meaning: state_meaning(State::LastAck),
             action: format!("Check reachability of {peer} (firewall state timeouts, crashed clients). The sockets clear themselves when retries run out."),
-            pid: None,
-            process: None,
-            count: socks.len(),
-            oldest: None,
-            netns: ns_name(snap, ns),
+            ..peer_group("last_ack_pileup", socks.len(), ns_name(snap, ns))
         });
     }
     for ((ns, peer), socks) in group_by(
@@ -542,18 +548,12 @@ fn peer_findings(snap: &Snapshot, t: &Thresholds, out: &mut Vec<Finding>) {
             continue;
         }
         out.push(Finding {
-            id: "syn_sent_unanswered",
-            severity: Severity::Warning,
             title: format!("{} SYN_SENT toward {peer}: unreachable or filtered", socks.len()),
             evidence: vec![format!("{} connection attempts to {peer} waiting for SYN-ACK; top owner: {}", socks.len(),
                 socks.iter().find_map(|s| s.owner.as_ref()).map_or("unknown".into(), |o| format!("pid {} ({})", o.pid, o.process)))],
             meaning: state_meaning(State::SynSent),
             action: format!("Test reachability of {peer}; check firewalls and the peer's listen backlog; set connect timeouts in the client."),
-            pid: None,
-            process: None,
-            count: socks.len(),
-            oldest: None,
-            netns: ns_name(snap, ns),
+            ..peer_group("syn_sent_unanswered", socks.len(), ns_name(snap, ns))
         });
     }
     // SYN_RECV per listener (local address), and full accept queues.
@@ -566,17 +566,11 @@ fn peer_findings(snap: &Snapshot, t: &Thresholds, out: &mut Vec<Finding>) {
             continue;
         }
         out.push(Finding {
-            id: "syn_recv_backlog",
-            severity: Severity::Warning,
             title: format!("{} SYN_RECV on {local}: handshakes not completing", socks.len()),
             evidence: vec![format!("{} half-open connections on {local} from {}", socks.len(), top_peers(socks.iter().copied(), true))],
             meaning: state_meaning(State::SynReceived),
             action: "Check net.ipv4.tcp_syncookies=1 and tcp_max_syn_backlog; look at the sources above.".into(),
-            pid: None,
-            process: None,
-            count: socks.len(),
-            oldest: None,
-            netns: ns_name(snap, ns),
+            ..peer_group("syn_recv_backlog", socks.len(), ns_name(snap, ns))
         });
     }
     for s in snap
@@ -762,22 +756,7 @@ mod tests {
     use crate::model::{Namespace, Owner, Source, TcpInfo, Timer};
 
     fn sock(state: State, local: &str, peer: &str) -> Socket {
-        Socket {
-            state,
-            kind: SockKind::Full,
-            local: local.parse().unwrap(),
-            peer: peer.parse().unwrap(),
-            recv_q: 0,
-            send_q: 0,
-            uid: 0,
-            inode: 1,
-            cookie: Some(1),
-            timer: None,
-            tcp_info: None,
-            mem: None,
-            netns: 0,
-            owner: None,
-        }
+        crate::model::test_socket(state, local, peer)
     }
 
     fn snap(sockets: Vec<Socket>, kernel: KernelContext) -> Snapshot {

@@ -243,26 +243,11 @@ impl Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{SockKind, Socket};
+    use crate::model::Socket;
     use proptest::prelude::*;
 
     fn sock(state: State, local: &str, peer: &str) -> Socket {
-        Socket {
-            state,
-            kind: SockKind::Full,
-            local: local.parse().unwrap(),
-            peer: peer.parse().unwrap(),
-            recv_q: 0,
-            send_q: 0,
-            uid: 0,
-            inode: 1,
-            cookie: None,
-            timer: None,
-            tcp_info: None,
-            mem: None,
-            netns: 0,
-            owner: None,
-        }
+        crate::model::test_socket(state, local, peer)
     }
 
     #[test]

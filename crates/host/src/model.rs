@@ -421,6 +421,27 @@ fn ser_opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::O
     }
 }
 
+/// A full socket with no details, for the rules' and filters' unit tests.
+#[cfg(test)]
+pub(crate) fn test_socket(state: State, local: &str, peer: &str) -> Socket {
+    Socket {
+        state,
+        kind: SockKind::Full,
+        local: local.parse().expect("test address"),
+        peer: peer.parse().expect("test address"),
+        recv_q: 0,
+        send_q: 0,
+        uid: 0,
+        inode: 1,
+        cookie: None,
+        timer: None,
+        tcp_info: None,
+        mem: None,
+        netns: 0,
+        owner: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
