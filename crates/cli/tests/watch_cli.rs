@@ -74,7 +74,7 @@ fn json_lines_show_time_wait_that_the_tracepoint_never_says() {
             "--json",
             "--summary",
             "--duration",
-            "3s",
+            "6s",
             "--netns",
             &ns.0,
         ])
@@ -94,9 +94,11 @@ fn json_lines_show_time_wait_that_the_tracepoint_never_says() {
         (c, s, l)
     });
     let cport = c.local_addr().unwrap().port();
-    std::thread::sleep(Duration::from_millis(200));
+    // Long enough for the owner scan (it walks /proc/*/fd: slow on a busy host) to find
+    // the sockets before they are closed.
+    std::thread::sleep(Duration::from_millis(2500));
     drop(c);
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(400));
     drop(s);
     drop(l);
     let objs: Vec<serde_json::Value> = lines

@@ -250,7 +250,8 @@ impl Driver<'_> {
                 uids: self.tracker.wanted_uids(),
                 known: None,
                 netns: Some(inodes),
-                threads: 1,
+                // In the worker thread: parallel does not hold anything up.
+                threads: 0,
             };
             self.owners.ask(q);
         }
