@@ -172,6 +172,9 @@ impl Config {
         p.orphan_retries = self.bounds.retries.max(1);
         p.receive_buffer = self.bounds.window;
         p.time_wait_reacks_fin = self.reack;
+        // Every call happens at one abstract instant, so a rate limit in time would mean
+        // "one ACK ever" here: the model leaves out-of-window ACKs unthrottled.
+        p.oow_ack_rate_limit = None;
         p
     }
 

@@ -62,10 +62,14 @@ fn default_linux_every_safety_property_holds_exhaustively() {
     }
 }
 
+/// The checker once found an ACK ping-pong here (SYN_RECEIVED answered an unacceptable ACK
+/// with a challenge ACK, TIME_WAIT re-ACKed it); fixed in the machine, kept as a guard.
 #[test]
-#[ignore = "blocked on fsm: SYN_RECEIVED answers an unacceptable ACK with a challenge ACK instead of RST (see /work/brief/fsm-requests.md, check request 4); the checker finds an ACK ping-pong livelock"]
+#[ignore = "open: an old duplicate SYN plus the server's reused ISN makes a ghost half-open connection that never ends (being resolved in the model)"]
 fn default_terminates() {
     let r = run(|_| {});
+    holds(&r, Property::Termination);
+    let r = run(|c| c.flavor = Flavor::Linux);
     holds(&r, Property::Termination);
 }
 

@@ -189,6 +189,8 @@ pub struct Connection {
     mini_socket: bool,
 
     ack_pending: bool,
+    /// When the last rate-limited out-of-window ACK was sent (`last_oow_ack_time`).
+    last_oow_ack: Option<Duration>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
 }
@@ -233,6 +235,7 @@ impl Connection {
             user_timeout_deadline: None,
             mini_socket: false,
             ack_pending: false,
+            last_oow_ack: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -751,14 +754,27 @@ impl Connection {
 
     /// §3.10.7.4, "Otherwise": SYN-RECEIVED and the synchronized states, as ordered steps.
     fn segment_in_synchronized(&mut self, now: Duration, seg: &Segment) {
+        if self.state == State::SynReceived
+            && self.profile.check_ack_first_in_syn_received
+            && seg.flags.ack()
+            && !seg.flags.rst()
+            && !(seg.ack.gt(self.snd_una) && seg.ack.le(self.snd_nxt))
+        {
+            // Linux tcp_check_req tests the ACK of a request socket before its sequence
+            // window: an unacceptable ACK gets <SEQ=SEG.ACK><CTL=RST> even when the
+            // segment is also out of window (where the RFC order would send an ACK, which
+            // a TIME_WAIT peer answers with an ACK, and so on).
+            self.push_transmit(Segment::control(seg.ack, SeqNum(0), Flags::RST, 0), false);
+            return;
+        }
         if !self.check_sequence(now, seg) {
             return;
         }
         if seg.flags.rst() {
-            self.check_rst(seg);
+            self.check_rst(now, seg);
             return;
         }
-        if seg.flags.syn() && !self.check_syn(seg) {
+        if seg.flags.syn() && !self.check_syn(now, seg) {
             return;
         }
         if !self.check_ack(now, seg) {
@@ -827,9 +843,8 @@ impl Connection {
             self.emit(self.iss, Flags::SYN | Flags::ACK, 0, true);
             return false;
         }
-        // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, then drop. Linux rate-limits these for bare
-        // ACKs/SYNs (tcp_invalid_ratelimit, 500 ms); rate limiting is not modelled.
-        self.ack_pending = true;
+        // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, then drop (rate-limited in Linux).
+        self.oow_ack(now, seg);
         if self.state == State::TimeWait && !self.profile.time_wait_reacks_fin {
             self.ack_pending = false;
             return false;
@@ -844,10 +859,10 @@ impl Connection {
     }
 
     /// Second check: RST (RFC 5961 §3.2 form).
-    fn check_rst(&mut self, seg: &Segment) {
+    fn check_rst(&mut self, now: Duration, seg: &Segment) {
         if seg.seq != self.rcv_nxt {
             // In the window but not exactly RCV.NXT: challenge ACK, drop.
-            self.ack_pending = true;
+            self.oow_ack(now, seg);
             return;
         }
         match self.state {
@@ -879,7 +894,7 @@ impl Connection {
     }
 
     /// Fourth check: SYN. Returns whether processing continues.
-    fn check_syn(&mut self, seg: &Segment) -> bool {
+    fn check_syn(&mut self, now: Duration, seg: &Segment) -> bool {
         if self.state == State::SynReceived && self.origin == Origin::Passive {
             // "If the connection was initiated with a passive OPEN, then return this
             // connection to the LISTEN state and return."
@@ -888,7 +903,7 @@ impl Connection {
             return false;
         }
         // RFC 5961 §4.2: any SYN in a synchronized state gets a challenge ACK and is dropped.
-        self.ack_pending = true;
+        self.oow_ack(now, seg);
         false
     }
 
@@ -897,13 +912,12 @@ impl Connection {
         if !seg.flags.ack() {
             return false; // "if the ACK bit is off, drop the segment and return"
         }
-        // RFC 5961 §5.2: acceptable iff SND.UNA − MAX.SND.WND =< SEG.ACK =< SND.NXT.
-        let oldest = self.snd_una - self.max_snd_wnd.max(1);
-        if seg.ack.gt(self.snd_nxt) || seg.ack.lt(oldest) {
-            self.ack_pending = true;
-            return false;
-        }
         if self.state == State::SynReceived {
+            // SYN-RECEIVED comes before RFC 5961's test, which is for the synchronized
+            // states: an unacceptable ACK here gets a reset, not a challenge ACK (RFC 9293
+            // §3.10.7.4 fifth check; Linux tcp_check_req → embryonic_reset). A challenge ACK
+            // would ping-pong for ever with a TIME_WAIT peer that re-ACKs everything (found
+            // by `tcpstate verify`, property `termination`).
             if seg.ack.gt(self.snd_una) && seg.ack.le(self.snd_nxt) {
                 self.snd_una = seg.ack;
                 self.on_ack_progress(now, seg.ack);
@@ -915,7 +929,14 @@ impl Connection {
                 self.push_transmit(Segment::control(seg.ack, SeqNum(0), Flags::RST, 0), false);
                 return false;
             }
-        } else if seg.ack.gt(self.snd_una) {
+        }
+        // RFC 5961 §5.2: acceptable iff SND.UNA − MAX.SND.WND =< SEG.ACK =< SND.NXT.
+        let oldest = self.snd_una - self.max_snd_wnd.max(1);
+        if seg.ack.gt(self.snd_nxt) || seg.ack.lt(oldest) {
+            self.oow_ack(now, seg);
+            return false;
+        }
+        if seg.ack.gt(self.snd_una) {
             self.snd_una = seg.ack;
             self.on_ack_progress(now, seg.ack);
         }
@@ -1075,7 +1096,7 @@ impl Connection {
             // "Just repeat all the checks of tcp_rcv_state_process()".
             let wnd = self.rcv_wnd();
             if !tcp_in_window(seq, end, self.rcv_nxt, self.rcv_nxt + wnd) {
-                self.ack_pending = true; // out of window: ACK (rate-limited in the kernel)
+                self.oow_ack(now, seg); // out of window: ACK
                 return;
             }
             if f.rst() {
@@ -1140,7 +1161,8 @@ impl Connection {
             if f.ack() {
                 self.time_wait_deadline = Some(now + self.profile.time_wait);
             }
-            self.ack_pending = true;
+            // tcp_timewait_check_oow_rate_limit
+            self.oow_ack(now, seg);
         }
         // An out-of-window RST is ignored.
     }
@@ -1253,6 +1275,25 @@ impl Connection {
             self.flush_ack_now();
         }
         self.ack_pending = false;
+    }
+
+    /// An ACK answering an unacceptable segment (duplicate or challenge ACK). Linux sends at
+    /// most one per `tcp_invalid_ratelimit` per socket, except for segments carrying data or
+    /// a FIN (`tcp_oow_rate_limited`), which is what stops ACK wars such as the RFC 1337 H2
+    /// loop between TIME_WAIT and a desynchronized peer.
+    fn oow_ack(&mut self, now: Duration, seg: &Segment) {
+        if let Some(limit) = self.profile.oow_ack_rate_limit {
+            let exempt = seg.seq != seg.end() && !seg.flags.syn();
+            if !exempt {
+                if let Some(last) = self.last_oow_ack {
+                    if now >= last && now - last < limit {
+                        return;
+                    }
+                }
+                self.last_oow_ack = Some(now);
+            }
+        }
+        self.ack_pending = true;
     }
 
     fn flush_ack_now(&mut self) {

@@ -71,6 +71,16 @@ pub struct Profile {
     /// A retransmitted SYN in SYN_RECEIVED makes the SYN-ACK be retransmitted at once
     /// (`tcp_check_req` → `inet_rtx_syn_ack`) rather than answered with a bare ACK.
     pub resend_syn_ack_on_dup_syn: bool,
+    /// In SYN_RECEIVED, the ACK is tested before the sequence number (Linux `tcp_check_req`:
+    /// an ACK that does not acknowledge our SYN gets a reset even when the segment is out of
+    /// window). RFC 9293 §3.10.7.4 checks the sequence number first.
+    pub check_ack_first_in_syn_received: bool,
+    /// At most one ACK per this interval answers unacceptable segments without data or FIN
+    /// (duplicate ACKs for out-of-window segments, challenge ACKs, TIME_WAIT's ACKs): Linux
+    /// `net.ipv4.tcp_invalid_ratelimit`, 500 ms (`tcp_oow_rate_limited`,
+    /// `tcp_timewait_check_oow_rate_limit`). RFC 5961 §7 asks for challenge-ACK throttling
+    /// without fixing a mechanism; the RFC profile has none (`None`).
+    pub oow_ack_rate_limit: Option<Duration>,
     /// `net.ipv4.tcp_max_tw_buckets` is exhausted: `inet_twsk_alloc` fails in
     /// `tcp_time_wait`, so the connection closes at once where it would enter TIME_WAIT (or
     /// the orphaned FIN_WAIT_2 mini-socket), counted as `TCPTimeWaitOverflow`.
@@ -124,6 +134,8 @@ impl Profile {
             abort_rst_has_ack: false,
             accept_rst_before_fin: false,
             resend_syn_ack_on_dup_syn: false,
+            check_ack_first_in_syn_received: false,
+            oow_ack_rate_limit: None,
             time_wait_buckets_exhausted: false,
             time_wait_reacks_fin: true,
             rto_initial: Duration::from_secs(1),
@@ -156,6 +168,8 @@ impl Profile {
             abort_rst_has_ack: true,
             accept_rst_before_fin: true,
             resend_syn_ack_on_dup_syn: true,
+            check_ack_first_in_syn_received: true,
+            oow_ack_rate_limit: Some(Duration::from_millis(500)),
             time_wait_buckets_exhausted: false,
             time_wait_reacks_fin: true,
             rto_initial: Duration::from_secs(1),

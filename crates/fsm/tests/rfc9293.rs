@@ -419,3 +419,21 @@ fn s3_10_4_close_in_time_wait_is_an_error() {
     assert_eq!(c.state(), State::TimeWait);
     assert_eq!(c.close(t(1)), Err(CallError::Closing));
 }
+
+#[test]
+fn s3_10_7_4_syn_received_answers_unacceptable_ack_with_rst() {
+    // Found by `tcpstate verify` (termination): a challenge ACK here ping-pongs for ever
+    // with a TIME_WAIT peer; RFC 9293 (and Linux's tcp_check_req) send a reset.
+    for profile in [Profile::rfc9293(), Profile::linux()] {
+        let mut c = Connection::new(profile, SeqNum(300));
+        c.open_passive().unwrap();
+        c.handle_segment(t(0), seg(S, 100, 0, 0));
+        sent(&mut c);
+        c.handle_segment(t(1), seg(A, 101, 999, 0)); // beyond SND.NXT (301)
+        assert_eq!(
+            sent(&mut c),
+            vec![Segment::control(SeqNum(999), SeqNum(0), R, 0)]
+        );
+        assert_eq!(c.state(), State::SynReceived);
+    }
+}
