@@ -358,7 +358,10 @@ impl TransitionReport {
         }
         put_owner(&mut m, &self.owner);
         if let Some(t) = &self.task {
-            m.insert("task".into(), json!(t.comm));
+            // Binary records carry no name for interrupted tasks: absent, not empty.
+            if !t.comm.is_empty() {
+                m.insert("task".into(), json!(t.comm));
+            }
             m.insert("task_pid".into(), json!(t.pid));
             m.insert("task_in_interrupt".into(), json!(t.interrupt));
         }
