@@ -194,7 +194,18 @@ pub fn scan_owners(
     pick: impl Fn(&Socket) -> bool,
     known_for_dead: Option<HashSet<u64>>,
 ) -> tcpstate_host::owners::OwnerScan {
-    use tcpstate_host::owners::{scan, OwnerQuery};
+    scan_owners_after(snap, pick, known_for_dead, Default::default())
+}
+
+/// [`scan_owners`], starting from what a prescan read during the dump.
+#[cfg(target_os = "linux")]
+pub fn scan_owners_after(
+    snap: &Snapshot,
+    pick: impl Fn(&Socket) -> bool,
+    known_for_dead: Option<HashSet<u64>>,
+    pre: tcpstate_host::owners::Prescan,
+) -> tcpstate_host::owners::OwnerScan {
+    use tcpstate_host::owners::{scan_after, OwnerQuery};
     let mut q = OwnerQuery {
         known: known_for_dead,
         netns: snap
@@ -208,7 +219,7 @@ pub fn scan_owners(
         q.wanted.insert(s.inode);
         q.uids.insert(s.uid);
     }
-    scan(&q)
+    scan_after(&q, pre)
 }
 
 /// Looks up owners for the given sockets (those with an inode) and attaches them.
@@ -290,13 +301,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             memory: Vec::new(),
         }
     };
-    let mut snap =
-        take_with(&args.ns.selector(), &opts, &ext).context("taking the socket snapshot")?;
+    let want_owners = !args.no_process || filter.needs_owners();
+    let sel = args.ns.selector();
+    // Every socket shown: its holders are mostly the processes of the namespaces, which
+    // must all be read anyway, so they are read while the kernel dumps the sockets.
+    let prescan_ns: Option<HashSet<u64>> = (want_owners && filter.selects_every_socket())
+        .then(|| tcpstate_host::netns::resolve(&sel).ok())
+        .flatten()
+        .and_then(|targets| targets.iter().map(|t| t.inode).collect());
+    let (snap, pre) = std::thread::scope(|sc| {
+        let pre = prescan_ns
+            .as_ref()
+            .map(|ns| sc.spawn(|| tcpstate_host::owners::prescan(ns, 0)));
+        let snap = take_with(&sel, &opts, &ext);
+        (snap, pre.and_then(|h| h.join().ok()))
+    });
+    let mut snap = snap.context("taking the socket snapshot")?;
     snap.sockets.retain(|s| filter.matches_socket(s));
 
     let mut notes = snapshot_notes(&snap);
-    let scan = (!args.no_process || filter.needs_owners()).then(|| {
-        let s = scan_owners(&snap, |_| true, None);
+    let scan = want_owners.then(|| {
+        let s = scan_owners_after(&snap, |_| true, None, pre.unwrap_or_default());
         let unowned = snap
             .sockets
             .iter()

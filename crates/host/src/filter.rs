@@ -201,6 +201,18 @@ impl Filter {
         Ok(f)
     }
 
+    /// Whether every socket passes [`Filter::matches_socket`] (no state, port or address
+    /// predicate): then the output needs the owner of every socket.
+    pub fn selects_every_socket(&self) -> bool {
+        self.states.is_empty()
+            && self.ports.is_empty()
+            && self.sports.is_empty()
+            && self.dports.is_empty()
+            && self.srcs.is_empty()
+            && self.dsts.is_empty()
+            && self.addrs.is_empty()
+    }
+
     /// Whether the filter needs owners (pid or process predicates).
     pub fn needs_owners(&self) -> bool {
         !self.pids.is_empty() || !self.processes.is_empty()
@@ -297,6 +309,10 @@ mod tests {
         let mut s = sock(State::CloseWait, "127.0.0.1:80", "127.0.0.1:5000");
         let f = Filter::parse(&["process", "java"]).unwrap();
         assert!(f.needs_owners());
+        assert!(f.selects_every_socket());
+        assert!(!Filter::parse(&["dport", "1"])
+            .unwrap()
+            .selects_every_socket());
         assert!(!f.matches_owner(&s));
         s.owner = Some(crate::model::Owner {
             pid: 812,

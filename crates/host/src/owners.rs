@@ -196,6 +196,8 @@ type InodeMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<InodeHasher>>;
 
 #[cfg(target_os = "linux")]
 struct Shared {
+    /// Record every socket fd (a [`prescan`]), not only the wanted ones.
+    collect_all: bool,
     /// Wanted inode -> its slot in `claimed`.
     slots: InodeMap<usize>,
     /// One flag per wanted inode: set by the first fd found holding it, so a socket shared
@@ -232,15 +234,8 @@ fn fd_name(buf: &mut [u8; 12], mut n: u32) -> &std::ffi::CStr {
 
 #[cfg(target_os = "linux")]
 impl Shared {
-    fn processes_scanned_lt(&self, n: usize) -> bool {
-        self.scanned.load(Ordering::Relaxed)
-            + self.denied.load(Ordering::Relaxed)
-            + self.vanished.load(Ordering::Relaxed)
-            < n
-    }
-
     fn done(&self) -> bool {
-        self.known.is_none() && self.remaining.load(Ordering::Relaxed) == 0
+        !self.collect_all && self.known.is_none() && self.remaining.load(Ordering::Relaxed) == 0
     }
 
     /// Reads the fds of one process. Each fd costs a readlinkat(2) relative to the open
@@ -340,6 +335,13 @@ impl Shared {
         cache: &mut Option<(String, String)>,
         hits: &mut Vec<(u64, u32, u32)>,
     ) {
+        if self.collect_all {
+            if cache.is_none() {
+                *cache = Some(process_info(pid));
+            }
+            hits.push((inode, pid, fd));
+            return;
+        }
         if let Some(&slot) = self.slots.get(&inode) {
             if !self.claimed[slot].swap(true, Ordering::Relaxed) {
                 if cache.is_none() {
@@ -385,10 +387,132 @@ impl Shared {
 }
 
 #[cfg(target_os = "linux")]
+impl Shared {
+    fn new(q: Option<&OwnerQuery>) -> Shared {
+        let slots: InodeMap<usize> = q.map_or_else(InodeMap::default, |q| {
+            q.wanted.iter().enumerate().map(|(i, w)| (*w, i)).collect()
+        });
+        Shared {
+            collect_all: q.is_none(),
+            claimed: (0..slots.len())
+                .map(|_| std::sync::atomic::AtomicBool::new(false))
+                .collect(),
+            slots,
+            known: q
+                .and_then(|q| q.known.as_ref())
+                .map(|k| k.iter().map(|i| (*i, ())).collect()),
+            remaining: AtomicUsize::new(q.map_or(0, |q| q.wanted.len())),
+            found: Mutex::new(Vec::new()),
+            processes: Mutex::new(HashMap::new()),
+            dead: Mutex::new(Vec::new()),
+            dead_unverified: AtomicUsize::new(0),
+            scanned: AtomicUsize::new(0),
+            fds: AtomicUsize::new(0),
+            denied: AtomicUsize::new(0),
+            vanished: AtomicUsize::new(0),
+        }
+    }
+
+    /// Workers take processes from `order` until `finished(index)` or the end.
+    fn run(
+        &self,
+        order: &[u32],
+        dead_until: usize,
+        threads: usize,
+        finished: impl Fn(usize) -> bool + Sync,
+    ) {
+        let threads = match threads {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .min(8),
+            n => n,
+        };
+        let next = AtomicUsize::new(0);
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if finished(i) {
+                break;
+            }
+            let Some(pid) = order.get(i) else {
+                break;
+            };
+            self.scan_pid(*pid, i < dead_until);
+        };
+        if threads <= 1 || order.len() < 4 {
+            work();
+        } else {
+            std::thread::scope(|s| {
+                for _ in 1..threads {
+                    s.spawn(work);
+                }
+                work();
+            });
+        }
+    }
+}
+
+/// Every socket fd of the processes in some network namespaces, read before the caller
+/// knows which sockets it wants (see [`prescan`]).
+#[derive(Debug, Default)]
+pub struct Prescan {
+    /// (inode, pid, fd) of every socket fd read.
+    found: Vec<(u64, u32, u32)>,
+    /// Name and command line of the processes with a socket fd.
+    processes: HashMap<u32, (String, String)>,
+    /// The processes read (or found unreadable).
+    pids: HashSet<u32>,
+    scanned: usize,
+    fds: usize,
+    denied: usize,
+    vanished: usize,
+}
+
+#[cfg(target_os = "linux")]
+/// Reads every socket fd of the processes in the network namespaces `netns` (nsfs
+/// inodes), e.g. while the socket dump is still running: when the output shows every
+/// socket, their holders are mostly those processes and all of them must be read anyway,
+/// so the read need not wait for the dump. [`scan_after`] then only reads other processes
+/// for what is still unfound.
+pub fn prescan(netns: &HashSet<u64>, threads: usize) -> Prescan {
+    let order: Vec<u32> = pids(true)
+        .into_iter()
+        .filter(|(_, _, ns)| ns.is_some_and(|n| netns.contains(&n)))
+        .map(|(pid, _, _)| pid)
+        .collect();
+    let shared = Shared::new(None);
+    shared.run(&order, 0, threads, |_| false);
+    Prescan {
+        found: shared.found.into_inner().unwrap_or_else(|e| e.into_inner()),
+        processes: shared
+            .processes
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner()),
+        pids: order.into_iter().collect(),
+        scanned: shared.scanned.into_inner(),
+        fds: shared.fds.into_inner(),
+        denied: shared.denied.into_inner(),
+        vanished: shared.vanished.into_inner(),
+    }
+}
+
+#[cfg(target_os = "linux")]
 /// Scans /proc for the holders of the wanted inodes (and dead sockets when asked).
 pub fn scan(q: &OwnerQuery) -> OwnerScan {
+    scan_after(q, Prescan::default())
+}
+
+#[cfg(target_os = "linux")]
+/// [`scan`], starting from what a [`prescan`] already read: its processes are not read
+/// again. A dead-socket search (`q.known`) verifies fds one by one, so it ignores the
+/// prescan and reads every process itself.
+pub fn scan_after(q: &OwnerQuery, mut pre: Prescan) -> OwnerScan {
+    if q.known.is_some() {
+        pre = Prescan::default();
+    }
     let mut order = pids(q.netns.is_some());
     let total = order.len();
+    order.retain(|(pid, _, _)| !pre.pids.contains(pid));
     let in_ns = |ns: Option<u64>| match &q.netns {
         Some(set) => ns.is_some_and(|n| set.contains(&n)),
         None => true,
@@ -400,67 +524,41 @@ pub fn scan(q: &OwnerQuery) -> OwnerScan {
     });
     // The dead-socket search needs every process of the namespaces (a prefix of `order`).
     let dead_until = order.iter().take_while(|(_, _, ns)| in_ns(*ns)).count();
-    let slots: InodeMap<usize> = q.wanted.iter().enumerate().map(|(i, w)| (*w, i)).collect();
-    let shared = Shared {
-        claimed: (0..slots.len())
-            .map(|_| std::sync::atomic::AtomicBool::new(false))
-            .collect(),
-        slots,
-        known: q
-            .known
-            .as_ref()
-            .map(|k| k.iter().map(|i| (*i, ())).collect()),
-        remaining: AtomicUsize::new(q.wanted.len()),
-        found: Mutex::new(Vec::new()),
-        processes: Mutex::new(HashMap::new()),
-        dead: Mutex::new(Vec::new()),
-        dead_unverified: AtomicUsize::new(0),
-        scanned: AtomicUsize::new(0),
-        fds: AtomicUsize::new(0),
-        denied: AtomicUsize::new(0),
-        vanished: AtomicUsize::new(0),
-    };
-    let threads = match q.threads {
-        0 => std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            .min(8),
-        n => n,
-    };
-    let next = AtomicUsize::new(0);
-    let finished = |i: usize| {
-        shared.remaining.load(Ordering::Relaxed) == 0 && (q.known.is_none() || i >= dead_until)
-    };
-    let work = || loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        if finished(i) {
-            break;
-        }
-        let Some((pid, _, _)) = order.get(i) else {
-            break;
-        };
-        shared.scan_pid(*pid, i < dead_until);
-    };
-    if q.wanted.is_empty() && q.known.is_none() {
-        // Nothing to look for.
-    } else if threads <= 1 || order.len() < 16 {
-        work();
-    } else {
-        std::thread::scope(|s| {
-            for _ in 1..threads {
-                s.spawn(work);
+    let order: Vec<u32> = order.into_iter().map(|(pid, _, _)| pid).collect();
+    let shared = Shared::new(Some(q));
+    // What the prescan found: the lowest (pid, fd) holding each wanted inode claims it.
+    pre.found.sort_unstable_by_key(|(_, pid, fd)| (*pid, *fd));
+    let mut claimed_pre = Vec::new();
+    for (inode, pid, fd) in pre.found {
+        if let Some(&slot) = shared.slots.get(&inode) {
+            if !shared.claimed[slot].swap(true, Ordering::Relaxed) {
+                shared.remaining.fetch_sub(1, Ordering::Relaxed);
+                claimed_pre.push((inode, pid, fd));
             }
-            work();
-        });
+        }
     }
-    let stopped_early = shared.processes_scanned_lt(order.len());
+    if !(q.wanted.is_empty() && q.known.is_none()) {
+        let finished = |i: usize| {
+            shared.remaining.load(Ordering::Relaxed) == 0 && (q.known.is_none() || i >= dead_until)
+        };
+        shared.run(&order, dead_until, q.threads, finished);
+    }
+    let seen = shared.scanned.load(Ordering::Relaxed)
+        + shared.denied.load(Ordering::Relaxed)
+        + shared.vanished.load(Ordering::Relaxed)
+        + pre.scanned
+        + pre.denied
+        + pre.vanished;
+    let stopped_early = seen < total;
     let mut dead = shared.dead.into_inner().unwrap_or_else(|e| e.into_inner());
     dead.sort_by_key(|d| (d.owner.pid, d.owner.fd));
-    let processes = shared
+    let mut processes = shared
         .processes
         .into_inner()
         .unwrap_or_else(|e| e.into_inner());
-    let found = shared.found.into_inner().unwrap_or_else(|e| e.into_inner());
+    processes.extend(pre.processes);
+    let mut found = shared.found.into_inner().unwrap_or_else(|e| e.into_inner());
+    found.append(&mut claimed_pre);
     let mut owners = HashMap::with_capacity(found.len());
     for (inode, pid, fd) in found {
         let (process, cmdline) = processes.get(&pid).cloned().unwrap_or_default();
@@ -478,11 +576,11 @@ pub fn scan(q: &OwnerQuery) -> OwnerScan {
         owners,
         dead,
         dead_unverified: shared.dead_unverified.into_inner(),
-        processes_scanned: shared.scanned.into_inner(),
+        processes_scanned: shared.scanned.into_inner() + pre.scanned,
         processes_total: total,
-        fds_read: shared.fds.into_inner(),
-        processes_denied: shared.denied.into_inner(),
-        processes_vanished: shared.vanished.into_inner(),
+        fds_read: shared.fds.into_inner() + pre.fds,
+        processes_denied: shared.denied.into_inner() + pre.denied,
+        processes_vanished: shared.vanished.into_inner() + pre.vanished,
         stopped_early,
     }
 }
@@ -522,6 +620,35 @@ mod tests {
         assert_eq!((o.pid, o.fd), (me, fd));
         assert!(!o.process.is_empty());
         assert!(scan.processes_scanned <= scan.processes_total);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn prescan_then_scan_after_reads_each_process_once() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&l) as u32;
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+        let inode = socket_inode(link.as_os_str().as_encoded_bytes()).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let ns = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
+        let pre = prescan(&[ns].into(), 2);
+        assert!(pre.pids.contains(&std::process::id()));
+        assert!(pre
+            .found
+            .iter()
+            .any(|(i, p, f)| (*i, *p, *f) == (inode, std::process::id(), fd)));
+        let pre_fds = pre.fds;
+        let q = OwnerQuery {
+            wanted: [inode].into(),
+            netns: Some([ns].into()),
+            threads: 2,
+            ..Default::default()
+        };
+        let scan = scan_after(&q, pre);
+        let o = &scan.owners[&inode];
+        assert_eq!((o.pid, o.fd), (std::process::id(), fd));
+        // Found in the prescan: nothing else needed reading.
+        assert_eq!(scan.fds_read, pre_fds);
     }
 
     proptest! {
