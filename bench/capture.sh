@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Benchmark `tcpstate capture` against tshark (-z conv,tcp) and tcptrace on a loopback
-# capture of real connections made in a private network namespace.
+# Benchmark `tcpstate capture --summary` against tshark (-q -z conv,tcp) and tcptrace (-n)
+# on a loopback capture of real connections made in a private network namespace.
 #
-#   sudo bench/capture.sh [CONNECTIONS]      (default 100000: about 1M packets)
+#   sudo bench/capture.sh [CONNECTIONS]      (default 110000: about 1M packets)
+#   sudo PCAP=file.pcap bench/capture.sh     (time an existing capture instead)
+#   KEEP=out.pcap ...                        (keep the generated capture)
 #
-# Needs root (netns), tcpdump, tshark, tcptrace, python3, /usr/bin/time. Prints packets/s,
-# peak memory and the ratios; paste them into BENCHMARKS.md with this command line.
+# Needs root (netns), tcpdump, tshark, tcptrace, python3, /usr/bin/time, bc. Each tool runs
+# three times on the same file; the fastest run counts (the machine may be shared). Prints
+# wall-clock and CPU (user+sys) packets/s, peak memory, and the ratios to tshark. tcpstate
+# is built with the release-lto profile (set TCPSTATE_BIN to time another build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CONNS=${1:-100000}
+CONNS=${1:-110000}
 NS=tcpstate-bench-$$
 WORK=$(mktemp -d)
-PCAP=$WORK/loopback.pcap
 cleanup() {
   [ -n "${DUMP_PID:-}" ] && kill "$DUMP_PID" 2>/dev/null || true
   ip netns del "$NS" 2>/dev/null || true
@@ -19,23 +22,27 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for tool in tcpdump tshark tcptrace python3 /usr/bin/time; do
-  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install tcpdump tshark tcptrace time)"; exit 2; }
+for tool in tcpdump tshark tcptrace python3 /usr/bin/time bc; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install tcpdump tshark tcptrace time bc python3)"; exit 2; }
 done
 if [ -z "${TCPSTATE_BIN:-}" ]; then
-  cargo build --release -q -p tcpstate
+  cargo build --profile release-lto -q -p tcpstate
 fi
-BIN=${TCPSTATE_BIN:-${CARGO_TARGET_DIR:-target}/release/tcpstate}
+BIN=${TCPSTATE_BIN:-${CARGO_TARGET_DIR:-target}/release-lto/tcpstate}
 
-ip netns add "$NS"
-ip netns exec "$NS" ip link set lo up
-# Small snap length: the benchmark is about headers; the file stays small.
-ip netns exec "$NS" tcpdump -i lo -s 96 -w "$PCAP" -U -q 2>/dev/null &
-DUMP_PID=$!
-sleep 1
-# A server that answers each request and closes after the client (the client closes
-# first and holds TIME_WAIT); every 10th connection is reset by the client (SO_LINGER 0).
-ip netns exec "$NS" python3 - "$CONNS" <<'PY'
+if [ -n "${PCAP:-}" ]; then
+  echo "capture: $PCAP (given)"
+else
+  PCAP=$WORK/loopback.pcap
+  ip netns add "$NS"
+  ip netns exec "$NS" ip link set lo up
+  # Small snap length: the benchmark is about headers; the file stays small.
+  ip netns exec "$NS" tcpdump -i lo -s 96 -w "$PCAP" -U -Z root -q 2>/dev/null &
+  DUMP_PID=$!
+  sleep 1
+  # A server that answers each request and closes after the client (the client closes
+  # first and holds TIME_WAIT); every 10th connection is reset by the client (SO_LINGER 0).
+  ip netns exec "$NS" python3 - "$CONNS" <<'PY'
 import socket, struct, sys, threading
 n = int(sys.argv[1])
 srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -62,23 +69,33 @@ for i in range(n):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     s.close()
 PY
-sleep 1
-kill "$DUMP_PID"; wait "$DUMP_PID" 2>/dev/null || true; DUMP_PID=
+  sleep 1
+  kill "$DUMP_PID"; wait "$DUMP_PID" 2>/dev/null || true; DUMP_PID=
+  if [ -n "${KEEP:-}" ]; then cp "$PCAP" "$KEEP"; fi
+fi
 PACKETS=$(tcpdump -r "$PCAP" -nn -q 2>/dev/null | wc -l)
-echo "capture: $PACKETS packets, $(stat -c %s "$PCAP") bytes, $CONNS connections"
+echo "capture: $PACKETS packets, $(stat -c %s "$PCAP") bytes"
+echo "tcpstate: $BIN"
 
-measure() { # name, command...
+measure() { # name, command... -> "name wall cpu rss_kb" of the fastest of three runs
   local name=$1; shift
-  local t0 t1 rss
-  t0=$(date +%s.%N)
-  /usr/bin/time -f "%M" -o "$WORK/rss" "$@" >/dev/null 2>"$WORK/err" || { echo "$name failed:"; cat "$WORK/err"; exit 1; }
-  t1=$(date +%s.%N)
-  rss=$(tail -1 "$WORK/rss")
-  echo "$name $(echo "$t1 - $t0" | bc -l) $rss"
+  local best="" i t0 t1 wall cpu rss
+  for i in 1 2 3; do
+    t0=$(date +%s.%N)
+    /usr/bin/time -f "%U %S %M" -o "$WORK/rss" "$@" >/dev/null 2>"$WORK/err" || { echo "$name failed:"; cat "$WORK/err"; exit 1; }
+    t1=$(date +%s.%N)
+    wall=$(echo "$t1 - $t0" | bc -l)
+    read -r u s rss < <(tail -1 "$WORK/rss")
+    cpu=$(echo "$u + $s" | bc -l)
+    if [ -z "$best" ] || [ "$(echo "$wall < ${best%% *}" | bc -l)" = 1 ]; then
+      best="$wall $cpu $rss"
+    fi
+  done
+  echo "$name $best"
 }
 {
-  measure tcpstate "$BIN" capture "$PCAP"
-  measure tcpstate_zeek "$BIN" capture --zeek -C "$PCAP"
+  measure tcpstate_summary "$BIN" capture --summary "$PCAP"
+  measure tcpstate_table "$BIN" capture "$PCAP"
   measure tshark tshark -r "$PCAP" -q -z conv,tcp
   measure tcptrace tcptrace -n "$PCAP"
 } > "$WORK/results"
@@ -86,9 +103,12 @@ python3 - "$WORK/results" "$PACKETS" <<'PY'
 import sys
 rows = [l.split() for l in open(sys.argv[1])]
 pk = int(sys.argv[2])
-res = {r[0]: (float(r[1]), int(r[2])) for r in rows}
-ts, tm = res["tshark"]
-print(f"{'tool':<14} {'seconds':>8} {'packets/s':>12} {'peak RSS':>10}  vs tshark: speed, memory")
-for name, (s, kb) in res.items():
-    print(f"{name:<14} {s:8.2f} {pk/s:12.0f} {kb/1024:8.1f}MiB  {ts/s:6.1f}x  {kb/tm*100:5.1f}%")
+res = {r[0]: (float(r[1]), float(r[2]), int(r[3])) for r in rows}
+tw, tc, tm = res["tshark"]
+print(f"{'tool':<17} {'wall s':>7} {'cpu s':>6} {'pkts/s wall':>12} {'pkts/s cpu':>11} {'peak RSS':>10}  vs tshark: wall, cpu speed, memory")
+for name, (w, c, kb) in res.items():
+    print(f"{name:<17} {w:7.2f} {c:6.2f} {pk/w:12.0f} {pk/c:11.0f} {kb/1024:8.1f}MiB  {tw/w:6.1f}x {tc/c:6.1f}x {kb/tm*100:6.1f}%")
+w, c, kb = res["tcpstate_summary"]
+print(f"goals for `tcpstate capture --summary`: >= 40x tshark: {tw/w:.1f}x wall, {tc/c:.1f}x cpu; "
+      f">= 3M packets/s: {pk/w/1e6:.2f}M wall, {pk/c/1e6:.2f}M cpu; memory <= 10% of tshark: {kb/tm*100:.1f}%")
 PY

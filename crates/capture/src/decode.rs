@@ -48,7 +48,8 @@ pub struct TcpSegment {
     pub checksum: Checksum,
     /// The capture holds fewer payload bytes than the IP header says (snap length).
     pub truncated: bool,
-    /// For IPv4, whether the IP header checksum was right.
+    /// For IPv4, whether the IP header checksum was right; `true` (not checked) when the
+    /// decoder was told not to verify it ([`Decoder::verify_ip_checksums`]).
     pub ip_checksum_ok: bool,
 }
 
@@ -137,13 +138,17 @@ pub struct Decoder {
     scratch: Vec<u8>,
     /// Whether to verify TCP checksums (costs a pass over the payload).
     pub verify_checksums: bool,
+    /// Whether to verify IPv4 header checksums (only Zeek's packet dropping uses them).
+    pub verify_ip_checksums: bool,
 }
 
 impl Decoder {
-    /// A decoder; `verify_checksums` decides whether TCP checksums are computed.
+    /// A decoder; `verify_checksums` decides whether TCP and IPv4 header checksums are
+    /// computed.
     pub fn new(verify_checksums: bool) -> Decoder {
         Decoder {
             verify_checksums,
+            verify_ip_checksums: verify_checksums,
             ..Decoder::default()
         }
     }
@@ -179,7 +184,7 @@ impl Decoder {
         let proto = ip[9];
         let src = IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]));
         let dst = IpAddr::V4(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]));
-        let header_ok = ones_complement(&ip[..ihl], 0) == 0xffff;
+        let header_ok = !self.verify_ip_checksums || ones_complement(&ip[..ihl], 0) == 0xffff;
         let frag = u16::from_be_bytes([ip[6], ip[7]]);
         let more = frag & 0x2000 != 0;
         let offset = usize::from(frag & 0x1fff) * 8;

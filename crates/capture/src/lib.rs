@@ -176,6 +176,8 @@ pub fn analyze<R: Read>(
     };
     // Checksums are verified unless Zeek mode was told to ignore them.
     let mut decoder = Decoder::new(!(opts.zeek && opts.ignore_checksums));
+    // Only Zeek mode without -C acts on IPv4 header checksums (it drops such packets).
+    decoder.verify_ip_checksums = opts.zeek && !opts.ignore_checksums;
     let zeek_us = opts.zeek;
     let mut tracker = Tracker::new(opts);
     // Zeek reads through libpcap as microseconds: keep its arithmetic in Zeek mode.

@@ -338,6 +338,11 @@ impl RfcView {
                 }
             }
         }
+        if !(f.rst() || f.fin() || f.syn() || s.len > 0) {
+            // A pure ACK asks nothing of its sender's machine (what it acknowledges is
+            // fed to the receiver): nothing to drive or drain.
+            return;
+        }
         let m = self.ep[i].machine.as_mut().expect("checked above");
         let mut problem = None;
         if f.rst() {
