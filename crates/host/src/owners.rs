@@ -496,6 +496,66 @@ pub fn prescan(netns: &HashSet<u64>, threads: usize) -> Prescan {
     }
 }
 
+/// Holders remembered across scans, for callers that ask again and again (a metrics
+/// scrape, a watcher): a remembered holder is re-checked with one readlink of
+/// `/proc/PID/fd/N`, and only the inodes not confirmed that way cost a scan, so a steady
+/// state costs O(wanted) instead of O(every fd on the host). The cache keeps the holders of
+/// the last scan only, so it never grows past one scan's answer.
+#[derive(Debug, Default)]
+pub struct OwnerCache {
+    holders: HashMap<u64, Owner>,
+}
+
+impl OwnerCache {
+    /// An empty cache.
+    pub fn new() -> OwnerCache {
+        OwnerCache::default()
+    }
+
+    /// Inodes remembered.
+    pub fn len(&self) -> usize {
+        self.holders.len()
+    }
+
+    /// Nothing remembered.
+    pub fn is_empty(&self) -> bool {
+        self.holders.is_empty()
+    }
+
+    #[cfg(target_os = "linux")]
+    /// [`scan`], confirming remembered holders first. A dead-socket search (`q.known`)
+    /// reads every process of the namespaces anyway, so it gains nothing from the cache.
+    pub fn scan(&mut self, q: &OwnerQuery) -> OwnerScan {
+        let mut pre = Prescan::default();
+        for inode in &q.wanted {
+            let Some(o) = self.holders.get(inode) else {
+                continue;
+            };
+            pre.fds += 1;
+            let mut link = [0u8; 64];
+            let path = format!("/proc/{}/fd/{}", o.pid, o.fd);
+            let Ok(target) = std::fs::read_link(&path) else {
+                continue; // the process or the fd is gone
+            };
+            let bytes = target.as_os_str().as_encoded_bytes();
+            let n = bytes.len().min(link.len());
+            link[..n].copy_from_slice(&bytes[..n]);
+            if socket_inode(&link[..n]) != Some(*inode) {
+                continue; // the fd number now holds something else
+            }
+            pre.found.push((*inode, o.pid, o.fd));
+            // The pid may have been reused by a program that inherited the fd: re-read
+            // its name once per process.
+            pre.processes
+                .entry(o.pid)
+                .or_insert_with(|| process_info(o.pid));
+        }
+        let result = scan_after(q, pre);
+        self.holders = result.owners.clone();
+        result
+    }
+}
+
 #[cfg(target_os = "linux")]
 /// Scans /proc for the holders of the wanted inodes (and dead sockets when asked).
 pub fn scan(q: &OwnerQuery) -> OwnerScan {
@@ -506,7 +566,21 @@ pub fn scan(q: &OwnerQuery) -> OwnerScan {
 /// [`scan`], starting from what a [`prescan`] already read: its processes are not read
 /// again. A dead-socket search (`q.known`) verifies fds one by one, so it ignores the
 /// prescan and reads every process itself.
-pub fn scan_after(q: &OwnerQuery, mut pre: Prescan) -> OwnerScan {
+pub fn scan_after(q: &OwnerQuery, pre: Prescan) -> OwnerScan {
+    scan_inner(q, pre, false)
+}
+
+#[cfg(target_os = "linux")]
+/// [`scan`] limited to the processes in `q.netns` (all processes when it is `None`): an
+/// inode not held there is left unfound instead of making the scan read every fd on the
+/// host. For callers that know the socket's holder lives in its own namespace (a watcher
+/// naming the program behind a connection) and prefer a quick "unknown" to a full scan.
+pub fn scan_netns_only(q: &OwnerQuery) -> OwnerScan {
+    scan_inner(q, Prescan::default(), true)
+}
+
+#[cfg(target_os = "linux")]
+fn scan_inner(q: &OwnerQuery, mut pre: Prescan, only_netns: bool) -> OwnerScan {
     if q.known.is_some() {
         pre = Prescan::default();
     }
@@ -517,6 +591,10 @@ pub fn scan_after(q: &OwnerQuery, mut pre: Prescan) -> OwnerScan {
         Some(set) => ns.is_some_and(|n| set.contains(&n)),
         None => true,
     };
+    if only_netns {
+        order.retain(|(_, _, ns)| in_ns(*ns));
+    }
+    let considered = order.len() + pre.pids.len();
     // Priority: processes in the dumped namespaces, then processes of the uids that own
     // wanted sockets; the rest only while something is still unfound.
     order.sort_by_key(|(pid, uid, ns)| {
@@ -549,7 +627,7 @@ pub fn scan_after(q: &OwnerQuery, mut pre: Prescan) -> OwnerScan {
         + pre.scanned
         + pre.denied
         + pre.vanished;
-    let stopped_early = seen < total;
+    let stopped_early = seen < considered;
     let mut dead = shared.dead.into_inner().unwrap_or_else(|e| e.into_inner());
     dead.sort_by_key(|d| (d.owner.pid, d.owner.fd));
     let mut processes = shared
@@ -649,6 +727,34 @@ mod tests {
         assert_eq!((o.pid, o.fd), (std::process::id(), fd));
         // Found in the prescan: nothing else needed reading.
         assert_eq!(scan.fds_read, pre_fds);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn cache_confirms_a_remembered_holder_with_one_readlink() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&l) as u32;
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+        let inode = socket_inode(link.as_os_str().as_encoded_bytes()).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let q = OwnerQuery {
+            wanted: [inode].into(),
+            netns: Some([std::fs::metadata("/proc/self/ns/net").unwrap().ino()].into()),
+            threads: 1,
+            ..Default::default()
+        };
+        let mut cache = OwnerCache::new();
+        let first = cache.scan(&q);
+        assert_eq!(first.owners[&inode].fd, fd);
+        assert_eq!(cache.len(), 1);
+        let second = cache.scan(&q);
+        assert_eq!(second.owners[&inode].pid, std::process::id());
+        // Confirmed from the cache: one link read, no process scanned.
+        assert_eq!((second.fds_read, second.processes_scanned), (1, 0));
+        drop(l);
+        // The socket is gone: the cache does not make up a holder.
+        let third = cache.scan(&q);
+        assert!(third.owners.is_empty());
     }
 
     proptest! {
