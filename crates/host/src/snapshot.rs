@@ -154,6 +154,58 @@ pub fn dump_netlink_into(
     Ok(())
 }
 
+/// Looks up one socket by 4-tuple (and cookie, when given) in the namespace the calling
+/// thread is in, without a dump: see [`diag::build_lookup_request`]. `Ok(None)`: no such
+/// socket (or another one with that tuple, when the cookie differs).
+pub fn lookup_here(
+    netns: &str,
+    local: std::net::SocketAddr,
+    peer: std::net::SocketAddr,
+    cookie: Option<u64>,
+    ext: &Extensions,
+) -> Result<Option<Socket>, HostError> {
+    let nl_err = |step, source| HostError::Netlink {
+        step,
+        netns: netns.to_string(),
+        source,
+    };
+    let fd = crate::sys::sock_diag_socket(RECV_BUF).map_err(|e| nl_err("open", e))?;
+    let (_, bits) = ext.request(&[]);
+    let req = diag::build_lookup_request(local, peer, cookie, bits, 1);
+    crate::sys::send(fd.as_fd(), &req).map_err(|e| nl_err("send", e))?;
+    let mut buf = vec![0u8; RECV_BUF];
+    let n = crate::sys::recv(fd.as_fd(), &mut buf).map_err(|e| nl_err("recv", e))?;
+    let mut out = Vec::with_capacity(1);
+    match diag::parse_batch_into(&buf[..n], &mut out) {
+        Ok(_) => Ok(out.pop()),
+        Err(diag::DiagError::Kernel { errno }) if errno == libc::ENOENT => Ok(None),
+        Err(source) => Err(HostError::Diag {
+            netns: netns.to_string(),
+            source,
+        }),
+    }
+}
+
+/// [`lookup_here`] in the selected namespace(s): the first namespace holding the socket
+/// answers (its index in the namespaces `netns::resolve` gives is set in `Socket::netns`).
+pub fn lookup(
+    sel: &NetnsSelector,
+    local: std::net::SocketAddr,
+    peer: std::net::SocketAddr,
+    cookie: Option<u64>,
+) -> Result<Option<Socket>, HostError> {
+    for (i, t) in netns::resolve(sel)?.iter().enumerate() {
+        let found = netns::run_in(t, || {
+            lookup_here(&t.name, local, peer, cookie, &Extensions::all())
+        })??;
+        if let Some(mut s) = found {
+            s.netns = i;
+            return Ok(Some(s));
+        }
+    }
+    Ok(None)
+}
+
 /// Reads /proc/thread-self/net/tcp{,6} of the namespace the calling thread is in.
 pub fn dump_proc(opts: &SnapshotOptions) -> Result<Vec<Socket>, HostError> {
     let mut out = Vec::new();

@@ -614,3 +614,42 @@ fn all_netns_includes_a_private_namespace_with_its_name() {
         .iter()
         .any(|s| s.netns == idx && s.local == l.local_addr().unwrap() && s.state == State::Listen));
 }
+
+#[test]
+fn exact_lookup_finds_time_wait_and_established_by_tuple_and_cookie() {
+    use tcpstate_host::snapshot::lookup;
+    let Some(ns) = TestNs::new("lookup") else {
+        return;
+    };
+    let (l, c, s) = ns.run(|| {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        (l, c, s)
+    });
+    let (local, peer) = (c.local_addr().unwrap(), c.peer_addr().unwrap());
+    let est = lookup(&ns.sel(), local, peer, None)
+        .unwrap()
+        .expect("established");
+    assert_eq!(est.state, State::Established);
+    assert!(est.tcp_info.is_some());
+    // The client closes first and the server answers: the client end is in TIME_WAIT.
+    drop(c);
+    let mut s = s;
+    let mut b = [0u8; 1];
+    assert_eq!(s.read(&mut b).unwrap(), 0);
+    drop(s);
+    settle();
+    let tw = lookup(&ns.sel(), local, peer, est.cookie)
+        .unwrap()
+        .expect("time-wait");
+    assert_eq!(tw.state, State::TimeWait);
+    assert_eq!(tw.kind, SockKind::TimeWaitMini);
+    assert!(tw.timer.is_some_and(|t| t.expires.as_secs() <= 60));
+    // The timewait minisocket inherits the cookie; another cookie is not this socket.
+    let other = est.cookie.map(|c| c ^ 1);
+    assert!(lookup(&ns.sel(), local, peer, other).unwrap().is_none());
+    let nowhere: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+    assert!(lookup(&ns.sel(), nowhere, peer, None).unwrap().is_none());
+    drop(l);
+}
