@@ -30,6 +30,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{watch, Semaphore};
 
 /// What can go wrong before serving.
@@ -277,6 +278,10 @@ async fn handle(scraper: Arc<Scraper>, req: Request<Incoming>) -> Response<Full<
     }
 }
 
+/// How many over-cap connections get their 503 delivered at once, and for how long each.
+const BUSY_RESPONDERS: usize = 32;
+const BUSY_LINGER: Duration = Duration::from_millis(500);
+
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 25\r\nConnection: close\r\n\r\ntoo many open connections";
 
 /// Serves until `shutdown` completes. Blocks the calling thread (it runs its own runtime).
@@ -307,6 +312,7 @@ pub fn serve(
                 source,
             })?;
         let slots = Arc::new(Semaphore::new(config.max_connections));
+        let busy_slots = Arc::new(Semaphore::new(BUSY_RESPONDERS));
         tokio::pin!(shutdown);
         loop {
             let accepted = tokio::select! {
@@ -322,10 +328,29 @@ pub fn serve(
                 }
             };
             let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                // Best effort, never blocking: the socket buffer of a fresh connection
-                // takes this at once.
-                let _ = stream.try_write(BUSY);
-                drop(stream);
+                // Over the cap: answer 503, but not with write-then-close. A close() with the
+                // client's request still unread sends RST instead of FIN (__tcp_close, RFC
+                // 2525 §2.17: `tcpstate simulate unread-data-close`), and the RST makes the
+                // client discard the 503. So: write, half-close, drain briefly. These
+                // responders have a small pool of their own; past it the connection is
+                // dropped outright.
+                if let Ok(busy) = Arc::clone(&busy_slots).try_acquire_owned() {
+                    tokio::spawn(async move {
+                        let mut stream = stream;
+                        let _ = tokio::time::timeout(BUSY_LINGER, async {
+                            let _ = stream.write_all(BUSY).await;
+                            let _ = stream.shutdown().await;
+                            let mut sink = [0u8; 1024];
+                            while let Ok(n) = stream.read(&mut sink).await {
+                                if n == 0 {
+                                    break;
+                                }
+                            }
+                        })
+                        .await;
+                        drop(busy);
+                    });
+                }
                 continue;
             };
             let _ = stream.set_nodelay(true);
