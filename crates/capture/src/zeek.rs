@@ -781,6 +781,11 @@ impl ZeekConn {
             self.undelivered(i, seq);
         }
         let r = &mut self.ep[i].reasm;
+        if r.blocks.is_empty() {
+            // Nothing held (the usual in-order case): only the trim point moves.
+            r.trim = r.trim.max(seq);
+            return;
+        }
         // Blocks wholly below seq are gone (delivered or given up).
         let below: Vec<u64> = r
             .blocks
@@ -860,6 +865,10 @@ impl ZeekConn {
             self.trim_to_seq(i, to);
         }
         let e = &self.ep[i];
+        if e.reasm.blocks.is_empty() {
+            // Nothing held: no hole to give up on.
+            return;
+        }
         if (e.no_data_acked() && e.reasm.undelivered_bytes() > MAX_ABOVE_HOLE_WITHOUT_ACKS)
             || e.reasm.block_bytes() > EXCESSIVE_DATA_WITHOUT_ACKS
         {

@@ -422,7 +422,9 @@ fn lifelines(t: &Timeline) -> String {
         let parts: Vec<String> = dwell
             .into_iter()
             .enumerate()
-            .filter(|&(i, (state, _, d))| !(i == 0 && state == State::Closed && d.is_zero()))
+            // The first CLOSED only lasts until the endpoint's first packet in the capture
+            // (a server's listen() is never on the wire): not a measured dwell.
+            .filter(|&(i, (state, _, _))| !(i == 0 && state == State::Closed))
             .map(|(i, (state, _, d))| {
                 if i == last {
                     state.name().to_string()
