@@ -11,17 +11,38 @@
 //! (with the number of states explored) or violated with a *shortest* counterexample, as a
 //! [`tcpstate_fsm::Timeline`] that the draw crate can chart.
 //!
+//! The two ends choose their ISNs differently, as the issue asks. The client reuses its ISS
+//! on every reconnection (the adversarial worst case: the new incarnation overlaps the old
+//! one in sequence space). The server's listener takes a fresh ISS for every connection it
+//! creates, as a real stack's ISN clock gives it (RFC 9293 §3.4.1, RFC 6528): the old ACK
+//! of an earlier connection can then neither complete a later handshake nor pass RFC
+//! 5961's ACK range test, while a connection made from an old duplicate SYN is still
+//! possible and is answered as RFC 793's Figure 10 answers it.
+//!
 //! Time is abstracted. Every call is made at one constant instant and a timer fires
 //! nondeterministically, at any step, by calling `handle_timeout` with its own deadline, so
 //! absolute times never distinguish two states. What time still means is kept as guards,
-//! relative to MSL: a timer lasting at least 2·MSL (TIME_WAIT, Linux's orphaned FIN_WAIT_2)
-//! may expire only once no segment of its incarnation or an earlier one is in flight and the
-//! peer holds no connection of it ("2·MSL ≥ MSL + the peer's last retransmission + MSL");
-//! a shorter one may expire at any step; a zero-length one expires at once. A retransmission
-//! timer fires only once the segments of its incarnation have left the network (RTO > RTT):
-//! old duplicates come from the network's duplication bound, and a give-up then means the
-//! peer really stopped answering. The server application reads as soon as there is
-//! something to read.
+//! relative to MSL:
+//! - a timer of at least 2·MSL (TIME_WAIT, Linux's orphaned FIN_WAIT_2) may expire only
+//!   once no segment of its incarnation or an earlier one is in flight (they have outlived
+//!   MSL) and the peer holds no connection of that incarnation. The second clause stands
+//!   in for the clock: the peer retransmits within its RTO, far less than MSL, so in real
+//!   time its retransmitted FIN arrives before 2·MSL have passed (RFC 9293 §3.6: MSL for
+//!   the lost ACK, MSL for the FIN that answers its loss). A connection the peer's
+//!   listener made from an old duplicate SYN is created within MSL of TIME_WAIT's start and
+//!   gives up after [`Config::give_up_after`] (15 s by default), so it too is gone before
+//!   2·MSL: the clause is exact while `give_up_after` ≤ MSL, and the CLI says when it is
+//!   not. Without the clause TIME_WAIT could end before the peer's first retransmission,
+//!   which is the `--time-wait short` world, not 2·MSL;
+//! - a shorter one may expire at any step; a zero-length one expires at once;
+//! - a retransmission timer fires only once the round trip it covers is over (RTO > RTT):
+//!   none of the endpoint's own SYN, data or FIN segments is in flight, nor any segment of
+//!   its incarnation coming back to it. Its own bare ACKs do not hold it: a real RTO runs
+//!   from the last (re)transmission, so an ACK ping-pong between two desynchronized ends
+//!   cannot keep it from expiring. Old duplicates come from the network's duplication
+//!   bound, and a give-up then means the peer really stopped answering.
+//!
+//! The server application reads as soon as there is something to read.
 //!
 //! Why an explicit-state breadth-first search of our own and not `stateright`: BFS gives
 //! the shortest counterexample directly and deterministically; the world needs guards that
@@ -34,7 +55,7 @@
 //!
 //! What it is not: a proof about real TCP stacks. The bounds are small (one data octet,
 //! few segments in flight, one loss, one duplicate, three retransmissions per segment), the
-//! ISN is forced to overlap, and timing is the guard above. Use it as a design oracle and a
+//! client's ISN is forced to overlap, and timing is the guards above. Use it as a design oracle and a
 //! regression test of the machine, as the variants' expected counterexamples show.
 #![deny(missing_docs)]
 
@@ -49,6 +70,11 @@ use std::time::Duration;
 use tcpstate_fsm::{Flavor, Profile, Timeline};
 
 pub use explore::check;
+
+/// The largest receive window (`Bounds::window`) the model accepts: the server's ISN clock
+/// moves further than this between two of its connections, so an old ACK always falls
+/// outside a later connection's acceptable range.
+pub const MAX_WINDOW: u32 = 1000;
 
 /// How long TIME_WAIT lasts, relative to MSL (`--time-wait`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -178,6 +204,21 @@ impl Config {
         p
     }
 
+    /// How long an endpoint retransmits one segment before it gives up: the timeouts of
+    /// the first transmission and of `bounds.retries` retransmissions, the RTO doubling from
+    /// the profile's initial value up to its maximum (RFC 6298 §5.5). The guard on 2·MSL
+    /// timers is exact while this is at most MSL (see the crate documentation).
+    pub fn give_up_after(&self) -> Duration {
+        let p = self.profile();
+        let mut rto = p.rto_initial;
+        let mut total = Duration::ZERO;
+        for _ in 0..=self.bounds.retries {
+            total += rto.min(p.rto_max);
+            rto = rto.saturating_mul(2);
+        }
+        total
+    }
+
     /// A short name of the variant: `rfc 2msl rfc1337`, `linux 0 rst-kills-tw no-reack`.
     pub fn variant(&self) -> String {
         let mut s = format!("{} time-wait={}", self.flavor.name(), self.time_wait.name());
@@ -210,6 +251,12 @@ impl Config {
         }
         if b.window == 0 {
             return bad("window 0 would never accept data".into());
+        }
+        if b.window > MAX_WINDOW {
+            return bad(format!(
+                "window {} is more than {MAX_WINDOW} octets (the server's ISN clock separates its connections by less)",
+                b.window
+            ));
         }
         if self.max_states == 0 {
             return bad("max-states 0".into());

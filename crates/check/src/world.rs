@@ -17,8 +17,20 @@ pub(crate) const NOW: Duration = Duration::ZERO;
 const PROBE: Duration = Duration::from_secs(1_000_000);
 /// The client's ISS, reused by every incarnation (the adversarial worst case).
 pub(crate) const ISS_A: SeqNum = SeqNum(100);
-/// The server's ISS, reused likewise.
+/// The server's first ISS. Unlike the client's, the server's ISN is fresh for every
+/// connection its listener creates, as a real stack's is (RFC 9293 §3.4.1's ISN clock, RFC
+/// 6528): the k-th (from 0) takes `ISS_B + k·SERVER_ISN_STEP` (see [`server_iss`]).
 pub(crate) const ISS_B: SeqNum = SeqNum(300);
+/// How far the server's ISN clock moves between two of its connections: beyond everything
+/// an earlier connection sent (SYN and FIN) plus the largest window the bounds allow
+/// ([`crate::MAX_WINDOW`]), so an old ACK can neither complete a later handshake (RFC 9293
+/// §3.10.7.4, SYN-RECEIVED) nor pass RFC 5961's ACK range test of a later connection.
+pub(crate) const SERVER_ISN_STEP: u32 = 10_000;
+
+/// The ISS of the server's connection number `k` (0, 1, ...): its ISN clock.
+pub(crate) fn server_iss(k: u8) -> SeqNum {
+    ISS_B + SERVER_ISN_STEP * u32::from(k)
+}
 
 /// A segment in flight, with the hidden incarnation tag of the TCB that sent it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -51,6 +63,9 @@ pub(crate) struct Ghost {
     pub inc: u8,
     /// Client: connect() calls so far.
     pub connects: u8,
+    /// Connections created at this endpoint by an arriving SYN so far (the server's
+    /// listener: its ISN clock, see [`server_iss`]).
+    pub accepted: u8,
     /// The application sent its data in this incarnation.
     pub sent: bool,
     /// The application called close() in this incarnation.
@@ -368,16 +383,30 @@ impl Model {
             TimerKind::FinWait2 => self.long_timer_may_expire(w, side, self.fin_wait_2),
             TimerKind::UserTimeout => true,
             TimerKind::Retransmission => {
-                // RTO > RTT: the timer expires only once this incarnation's exchange has
-                // left the network (each segment delivered or lost). Spurious
-                // retransmissions are left to the network's duplicates; a give-up then
-                // means the peer really stopped answering.
+                // RTO > RTT: the timer expires only once the round trip it covers is over:
+                // none of this endpoint's segments that occupy sequence space (SYN, data,
+                // FIN — what the timer retransmits) is still in flight, nor any segment of
+                // its incarnation coming back to it (the answer that may acknowledge them).
+                // Spurious retransmissions are left to the network's duplicates; a give-up
+                // then means the peer really stopped answering. The endpoint's own bare
+                // ACKs and RSTs do not hold the timer: a real RTO runs from the last
+                // (re)transmission, and an unacceptable ACK answered by an ACK (two
+                // desynchronized ends, RFC 9293 §3.10.7.4 first check) neither
+                // acknowledges anything nor restarts it, so such a ping-pong cannot keep
+                // the timer from expiring for ever.
                 let inc = w.ghost[side.index()].inc;
-                w.net.iter().all(|p| p.tag != inc)
+                w.net
+                    .iter()
+                    .all(|p| p.tag != inc || (p.to != side && p.seg.seg_len() == 0))
             }
         }
     }
 
+    /// A timer of at least 2·MSL expires once the old segments have died (none of its
+    /// incarnation or an earlier one in flight) and the peer holds no connection of it: the
+    /// clock's stand-in for "the peer's retransmissions, each within an RTO far below MSL,
+    /// have all arrived" (see the crate documentation for why this is exact while
+    /// `Config::give_up_after` <= MSL, and why dropping it would shorten TIME_WAIT).
     fn long_timer_may_expire(&self, w: &World, side: Side, len: TimerLength) -> bool {
         if len != TimerLength::Long {
             return true;
@@ -424,6 +453,7 @@ impl Model {
                 *g = Ghost {
                     inc: g.connects,
                     connects: g.connects,
+                    accepted: g.accepted,
                     ..Ghost::default()
                 };
                 let inc = g.inc;
@@ -517,6 +547,7 @@ impl Model {
                 quiet = false;
             }
             if s.conns[1].state() == State::Closed {
+                s.conns[1].set_next_iss(server_iss(s.w.ghost[1].accepted));
                 let r = s.conns[1].open_passive();
                 self.call(
                     s,
@@ -529,6 +560,12 @@ impl Model {
             if quiet {
                 break;
             }
+        }
+        // Whenever the listener is (back) in LISTEN — opened again, or its connection in
+        // SYN_RECEIVED given up or reset — the next connection it creates takes the next
+        // value of its ISN clock.
+        if s.touched[1] && s.conns[1].state() == State::Listen {
+            s.conns[1].set_next_iss(server_iss(s.w.ghost[1].accepted));
         }
     }
 
@@ -652,6 +689,7 @@ impl Model {
             *g = Ghost {
                 inc: pkt.tag,
                 connects: g.connects,
+                accepted: g.accepted.saturating_add(1),
                 ..Ghost::default()
             };
         }
@@ -838,5 +876,49 @@ impl Step<'_> {
             .filter(|(s, _)| *s == side)
             .map(|(_, seg)| *seg)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    /// An old duplicate SYN still makes a ghost connection at the listener while the
+    /// client is in TIME_WAIT (RFC 793 Figure 10's situation), but with the next ISS of the
+    /// server's ISN clock, so no old ACK of the first connection can complete it.
+    #[test]
+    fn ghost_connection_from_an_old_syn_gets_a_fresh_iss() {
+        let mut m = Model::new(Config::default());
+        let init = m.initial(None);
+        let mut seen = HashSet::from([init.clone()]);
+        let mut todo = vec![init];
+        let mut acts = Vec::new();
+        let mut ghosts = 0;
+        while let Some(w) = todo.pop() {
+            let (a, b) = (m.conn(&w, Side::A), m.conn(&w, Side::B));
+            if a.state() == State::TimeWait
+                && b.state() == State::SynReceived
+                && w.ghost[1].inc == w.ghost[0].inc
+            {
+                ghosts += 1;
+                let k = w.ghost[1].accepted;
+                assert!(
+                    k >= 2,
+                    "a ghost is at least the listener's second connection"
+                );
+                assert_eq!(b.iss(), server_iss(k - 1));
+                assert_ne!(b.iss(), ISS_B);
+            }
+            m.actions(&w, &mut acts);
+            for act in acts.clone() {
+                if let Ok((next, _)) = m.apply(&w, act, None) {
+                    if seen.insert(next.clone()) {
+                        todo.push(next);
+                    }
+                }
+            }
+        }
+        assert!(ghosts > 0, "no ghost SYN_RECV in {} states", seen.len());
     }
 }
