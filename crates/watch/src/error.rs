@@ -17,6 +17,17 @@ pub enum WatchError {
         #[source]
         source: std::io::Error,
     },
+    /// An exact sock_diag lookup failed.
+    #[error("sock_diag lookup in network namespace {netns}: cannot {step}")]
+    Lookup {
+        /// The namespace.
+        netns: String,
+        /// What was being done.
+        step: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// sock_diag, owners or namespaces failed.
     #[error(transparent)]
     Host(#[from] tcpstate_host::HostError),

@@ -28,6 +28,8 @@ pub mod summary;
 pub mod tracker;
 
 #[cfg(target_os = "linux")]
+pub mod lookup;
+#[cfg(target_os = "linux")]
 pub mod session;
 #[cfg(target_os = "linux")]
 pub mod tracefs;
@@ -35,4 +37,4 @@ pub mod tracefs;
 pub use error::WatchError;
 pub use event::{parse_line, EventKind, Task, TraceEvent};
 pub use report::{ClockMap, Closer, Dwell, Lifeline, Origin, Report, TransitionReport, Warning};
-pub use tracker::{Filter, Summary, Tracker, TrackerOptions};
+pub use tracker::{Filter, Lookup, Summary, Tracker, TrackerOptions};

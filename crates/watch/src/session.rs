@@ -4,14 +4,14 @@
 
 use crate::error::WatchError;
 use crate::event::{parse_line, ParseError};
+use crate::lookup::Lookups;
 use crate::report::{ClockMap, Report};
 use crate::tracefs::{Instance, InstanceOptions, TraceFs};
-use crate::tracker::{DumpRequest, Summary, Tracker, TrackerOptions};
+use crate::tracker::{Summary, Tracker, TrackerOptions};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tcpstate_fsm::State;
 use tcpstate_host::netns::NetnsSelector;
 use tcpstate_host::owners::{self, OwnerQuery};
 use tcpstate_host::snapshot::{self, SnapshotOptions};
@@ -135,28 +135,47 @@ pub fn stop_on_signals() -> Result<Arc<AtomicBool>, WatchError> {
     Ok(flag)
 }
 
-/// Owner scans walk /proc/*/fd and can take a second on a host with 100k fds (longer
-/// when a socket's holder is outside the watched namespace, or already gone): they run in
-/// a worker thread so that the event loop and the timewait lookups are never held up.
-/// Reports wait for their owner's scan, not the other way round.
+/// Owner scans walk /proc/PID/fd: they read only the processes of the watched
+/// namespace(s) (`owners::scan_netns_only`; a socket is held where it lives, and one whose
+/// holder is elsewhere or gone is reported without an owner instead of making the scan
+/// read every fd on the host), and run in a worker thread so that the event loop and the
+/// timewait lookups are never held up. Reports wait for their owner's scan, not the
+/// other way round. Each socket's owner is asked for once, when it is placed, and kept
+/// with the connection.
+type OwnerResult = (
+    std::collections::HashSet<u64>,
+    std::collections::HashMap<u64, tcpstate_host::Owner>,
+    Scope,
+);
+
+/// Where an owner scan looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// The processes of the watched namespace(s) (`owners::scan_netns_only`).
+    Namespace,
+    /// Every process: for sockets still open whose holder is not in their namespace (a
+    /// thread that entered it with setns(2), an fd passed over a unix socket).
+    Everywhere,
+}
+
 struct OwnerWorker {
-    tx: Option<std::sync::mpsc::Sender<OwnerQuery>>,
-    rx: std::sync::mpsc::Receiver<(
-        std::collections::HashSet<u64>,
-        std::collections::HashMap<u64, tcpstate_host::Owner>,
-    )>,
+    tx: Option<std::sync::mpsc::Sender<(OwnerQuery, Scope)>>,
+    rx: std::sync::mpsc::Receiver<OwnerResult>,
     in_flight: usize,
-    queued: Option<OwnerQuery>,
+    queued: Vec<(OwnerQuery, Scope)>,
 }
 
 impl OwnerWorker {
     fn new() -> OwnerWorker {
-        let (tx, work) = std::sync::mpsc::channel::<OwnerQuery>();
+        let (tx, work) = std::sync::mpsc::channel::<(OwnerQuery, Scope)>();
         let (done, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            for q in work {
-                let scan = owners::scan(&q);
-                if done.send((q.wanted, scan.owners)).is_err() {
+            for (q, scope) in work {
+                let scan = match scope {
+                    Scope::Namespace => owners::scan_netns_only(&q),
+                    Scope::Everywhere => owners::scan(&q),
+                };
+                if done.send((q.wanted, scan.owners, scope)).is_err() {
                     break;
                 }
             }
@@ -165,39 +184,34 @@ impl OwnerWorker {
             tx: Some(tx),
             rx,
             in_flight: 0,
-            queued: None,
+            queued: Vec::new(),
         }
     }
 
-    /// One scan at a time; what is asked meanwhile is merged into the next.
-    fn ask(&mut self, q: OwnerQuery) {
-        match &mut self.queued {
-            Some(m) => {
+    /// One scan at a time; what is asked meanwhile is merged into the next of its scope.
+    fn ask(&mut self, q: OwnerQuery, scope: Scope) {
+        match self.queued.iter_mut().find(|(_, s)| *s == scope) {
+            Some((m, _)) => {
                 m.wanted.extend(q.wanted);
                 m.uids.extend(q.uids);
             }
-            None => self.queued = Some(q),
+            None => self.queued.push((q, scope)),
         }
         self.kick();
     }
 
     fn kick(&mut self) {
-        if self.in_flight == 0 {
-            if let (Some(q), Some(tx)) = (self.queued.take(), &self.tx) {
-                if tx.send(q).is_ok() {
+        if self.in_flight == 0 && !self.queued.is_empty() {
+            let next = self.queued.remove(0);
+            if let Some(tx) = &self.tx {
+                if tx.send(next).is_ok() {
                     self.in_flight += 1;
                 }
             }
         }
     }
 
-    fn poll(
-        &mut self,
-        wait: bool,
-    ) -> Option<(
-        std::collections::HashSet<u64>,
-        std::collections::HashMap<u64, tcpstate_host::Owner>,
-    )> {
+    fn poll(&mut self, wait: bool) -> Option<OwnerResult> {
         if self.in_flight == 0 {
             self.kick();
             if self.in_flight == 0 {
@@ -220,6 +234,8 @@ impl OwnerWorker {
 struct Driver<'a> {
     opts: &'a WatchOptions,
     owners: OwnerWorker,
+    /// Exact lookups (tracepoint mode); sampling dumps instead.
+    lookups: Option<Lookups>,
     tracker: Tracker,
     transitions: u64,
     last_summary: Duration,
@@ -227,43 +243,103 @@ struct Driver<'a> {
 }
 
 impl Driver<'_> {
-    fn lookup(&mut self, now: Duration, req: &DumpRequest) -> Result<(), WatchError> {
-        let snap = snapshot::take(
-            &self.opts.netns,
-            &SnapshotOptions {
-                states: req.states.clone(),
-                ..SnapshotOptions::default()
-            },
-        )?;
-        let inodes: std::collections::HashSet<u64> =
-            snap.namespaces.iter().filter_map(|n| n.inode).collect();
+    /// One round of exact lookups: what the tracker asks for, each socket by 4-tuple and
+    /// cookie, in one batch; then placement of what no lookup could find, and the owners
+    /// of what was placed.
+    fn lookup(&mut self, now: Duration) -> Result<(), WatchError> {
+        let Some(lookups) = self.lookups.as_mut() else {
+            return Ok(());
+        };
+        let asked = self.tracker.lookups(now);
+        let asks: Vec<crate::lookup::Ask> = asked
+            .iter()
+            .map(|l| (l.local, l.remote, l.cookie))
+            .collect();
+        let found = lookups.lookup(&asks)?;
+        let inodes = lookups.namespaces();
         let pids = self.tracker.unplaced_task_pids();
-        self.tracker.set_pid_netns(pids.into_iter().filter_map(|p| {
-            use std::os::unix::fs::MetadataExt;
-            let ino = std::fs::metadata(format!("/proc/{p}/ns/net")).ok()?.ino();
-            Some((p, inodes.contains(&ino)))
-        }));
-        let wanted = self.tracker.apply_dump(now, req, &snap.sockets);
-        if !wanted.is_empty() {
-            let q = OwnerQuery {
-                wanted,
-                uids: self.tracker.wanted_uids(),
-                known: None,
-                netns: Some(inodes),
-                // In the worker thread: parallel does not hold anything up.
-                threads: 0,
-            };
-            self.owners.ask(q);
+        if !pids.is_empty() {
+            self.tracker.set_pid_netns(pids.into_iter().filter_map(|p| {
+                use std::os::unix::fs::MetadataExt;
+                let ino = std::fs::metadata(format!("/proc/{p}/ns/net")).ok()?.ino();
+                Some((p, inodes.contains(&ino)))
+            }));
         }
-        self.collect_owners(false);
+        let wanted = self.tracker.apply_lookups(now, &asked, &found);
+        self.ask_owners(wanted, inodes);
         Ok(())
+    }
+
+    fn ask_owners(
+        &mut self,
+        wanted: std::collections::HashSet<u64>,
+        inodes: std::collections::HashSet<u64>,
+    ) {
+        if wanted.is_empty() {
+            self.collect_owners(false);
+            return;
+        }
+        let q = OwnerQuery {
+            wanted,
+            uids: self.tracker.wanted_uids(),
+            known: None,
+            // Every namespace watched: every process may hold one.
+            netns: (self.opts.netns != NetnsSelector::All).then_some(inodes),
+            // In the worker thread: parallel does not hold anything up.
+            threads: 0,
+        };
+        self.owners.ask(q, Scope::Namespace);
+        self.collect_owners(false);
     }
 
     /// Applies finished owner scans; with `wait`, waits for the one in flight.
     fn collect_owners(&mut self, wait: bool) {
-        while let Some((asked, found)) = self.owners.poll(wait) {
+        while let Some((mut asked, found, scope)) = self.owners.poll(wait) {
+            if scope == Scope::Namespace {
+                let unfound: std::collections::HashSet<u64> = asked
+                    .iter()
+                    .filter(|i| !found.contains_key(i))
+                    .copied()
+                    .collect();
+                let open = self.still_open(&unfound);
+                if !open.is_empty() {
+                    asked.retain(|i| !open.contains(i));
+                    let q = OwnerQuery {
+                        wanted: open,
+                        uids: self.tracker.wanted_uids(),
+                        known: None,
+                        netns: None,
+                        threads: 0,
+                    };
+                    self.owners.ask(q, Scope::Everywhere);
+                }
+            }
             self.tracker.apply_owners(&asked, &found);
         }
+    }
+
+    /// Which of these inodes still belong to an open socket, by exact lookups: a socket
+    /// closed before the scan has no holder to find, and must not cost a scan of every
+    /// fd on the host.
+    fn still_open(
+        &mut self,
+        inodes: &std::collections::HashSet<u64>,
+    ) -> std::collections::HashSet<u64> {
+        let (Some(lookups), false) = (self.lookups.as_mut(), inodes.is_empty()) else {
+            return Default::default();
+        };
+        let socks = self.tracker.sockets_of(inodes);
+        let asks: Vec<crate::lookup::Ask> = socks.iter().map(|s| (s.1, s.2, s.3)).collect();
+        // A failed check only costs the owner (unknown), never the watch.
+        let Ok(found) = lookups.lookup(&asks) else {
+            return Default::default();
+        };
+        socks
+            .iter()
+            .zip(found)
+            .filter(|(s, f)| f.as_ref().is_some_and(|f| f.inode == s.0))
+            .map(|(s, _)| s.0)
+            .collect()
     }
 
     /// Delivers reports; Break when the sink or the count says stop.
@@ -359,9 +435,16 @@ pub fn watch(
     };
     let mut tracker_opts = opts.tracker.clone();
     tracker_opts.start = start;
+    let lookups = match instance {
+        Ok(_) => Some(Lookups::open(&opts.netns)?),
+        // Sampling dumps; lookups only check that a socket whose holder was not found is
+        // still open (and if no sock_diag socket can be had, the dump falls back too).
+        Err(_) => Lookups::open(&opts.netns).ok(),
+    };
     let mut d = Driver {
         opts,
         owners: OwnerWorker::new(),
+        lookups,
         tracker: Tracker::new(tracker_opts),
         transitions: 0,
         last_summary: start,
@@ -437,11 +520,7 @@ fn trace_loop(
                 })?;
             }
             let now = boottime();
-            if let Some(req) = d.tracker.needs(now) {
-                d.lookup(now, &req)?;
-            } else {
-                d.collect_owners(false);
-            }
+            d.lookup(now)?;
             let reports = d.tracker.drain(now);
             if d.deliver(reports, sink).is_break() || over {
                 break;
@@ -485,9 +564,7 @@ fn finish(
 ) -> Result<(), WatchError> {
     let now = boottime();
     // One last lookup so that what is pending can be confirmed, and its owners.
-    if let Some(req) = d.tracker.needs(now) {
-        d.lookup(now, &req)?;
-    }
+    d.lookup(now)?;
     d.collect_owners(true);
     let reports = d.tracker.finish(now);
     // The count was reached or the sink broke: still deliver the lifelines of the end.
@@ -520,9 +597,6 @@ fn sample_loop(
     {
         return Ok(());
     }
-    let all = DumpRequest {
-        states: State::ALL.to_vec(),
-    };
     let mut next = d.start;
     loop {
         let now = boottime();
@@ -534,17 +608,9 @@ fn sample_loop(
             },
         )?;
         d.tracker.feed_sample(now, &snap.sockets, interval);
-        let wanted = d.tracker.apply_dump(now, &all, &snap.sockets);
-        if !wanted.is_empty() {
-            let scan = owners::scan(&OwnerQuery {
-                wanted: wanted.clone(),
-                uids: d.tracker.wanted_uids(),
-                known: None,
-                netns: Some(snap.namespaces.iter().filter_map(|n| n.inode).collect()),
-                threads: 1,
-            });
-            d.tracker.apply_owners(&wanted, &scan.owners);
-        }
+        let wanted = d.tracker.owners_wanted();
+        let netns = snap.namespaces.iter().filter_map(|n| n.inode).collect();
+        d.ask_owners(wanted, netns);
         let reports = d.tracker.drain(now);
         if d.deliver(reports, sink).is_break() || d.over(now, stop) {
             break;

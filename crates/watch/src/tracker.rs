@@ -1,7 +1,8 @@
 //! The sans-IO heart of the watcher: kernel events and sock_diag observations in, logical
 //! transitions, lifelines and warnings out. It never reads a clock, a file or a socket;
 //! the driver feeds it trace events, dumps and owners with the current time, and asks
-//! what to look up next ([`Tracker::needs`]).
+//! which sockets to look up next ([`Tracker::lookups`]): exact lookups by 4-tuple and
+//! cookie, never dumps.
 //!
 //! ## The TIME_WAIT truth
 //! Linux never reports TIME_WAIT through `sock:inet_sock_set_state`: when the active
@@ -96,11 +97,21 @@ impl Default for TrackerOptions {
     }
 }
 
-/// A dump the tracker wants before it can report what it holds.
+/// One exact sock_diag lookup (`SOCK_DIAG_BY_FAMILY` without `NLM_F_DUMP`,
+/// `inet_diag_find_one_icsk()`) the tracker wants: the socket with this 4-tuple in the
+/// watched namespace(s), and with this cookie when one is given (the kernel checks it).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DumpRequest {
-    /// States to ask the kernel for.
-    pub states: Vec<State>,
+pub struct Lookup {
+    /// The tracker's connection id.
+    pub conn: u64,
+    /// Local address and port.
+    pub local: SocketAddr,
+    /// Remote address and port.
+    pub remote: SocketAddr,
+    /// The socket's cookie, when known.
+    pub cookie: Option<u64>,
+    /// A timewait socket is expected (a handover to confirm, or a poll).
+    pub timewait: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +134,10 @@ struct Tw {
     last_seen: Option<Duration>,
     /// Task of the kernel CLOSE event.
     task: Task,
+    /// The cookie to ask for: the full socket's, when it existed before the handover
+    /// (`inet_twsk_alloc()` copies `sk_cookie`; one first made by `tcp:tcp_destroy_sock`,
+    /// after the copy, is not the minisocket's), then the minisocket's own once found.
+    cookie: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -237,7 +252,6 @@ pub struct Tracker {
     /// Recently ended connections' paths, to draw both ends of a loopback connection.
     recent: VecDeque<Conn>,
     pending: VecDeque<Pending>,
-    last_tw_poll: Option<Duration>,
     summary: Summary,
     sample_resolution: Option<Duration>,
     by_cookie: HashMap<u64, u64>,
@@ -258,7 +272,6 @@ impl Tracker {
             ended_keys: HashMap::new(),
             recent: VecDeque::new(),
             pending: VecDeque::new(),
-            last_tw_poll: None,
             summary: Summary::default(),
             sample_resolution: None,
             by_cookie: HashMap::new(),
@@ -516,6 +529,7 @@ impl Tracker {
                 expires_at: None,
                 last_seen: None,
                 task: task.clone(),
+                cookie: c.cookie,
             });
             self.pending.push_back(Pending::TimewaitEntry { conn: id });
             return;
@@ -761,82 +775,76 @@ impl Tracker {
         }
     }
 
-    /// What to dump before the next [`Tracker::drain`], if anything.
-    pub fn needs(&self, now: Duration) -> Option<DumpRequest> {
-        let lookups = self.conns.values().any(|c| {
-            !c.looked_up
-                || (c.member == Some(true) && !c.owner_asked && !c.owner_tried && c.inode.is_some())
-        });
-        let tw_unconfirmed = self
-            .conns
-            .values()
-            .any(|c| c.tw.as_ref().is_some_and(|t| t.substate.is_none()));
-        let tw_due = self.conns.values().any(|c| c.tw.is_some())
-            && self
-                .last_tw_poll
-                .is_none_or(|t| now.saturating_sub(t) >= self.opts.timewait_poll);
-        let tw_expired = self.conns.values().any(|c| {
-            c.tw.as_ref()
-                .and_then(|t| t.expires_at)
-                .is_some_and(|e| now >= e)
-        });
-        if tw_unconfirmed || tw_due || tw_expired {
-            Some(DumpRequest {
-                states: State::ALL.to_vec(),
-            })
-        } else if lookups {
-            Some(DumpRequest {
-                states: State::ALL
-                    .iter()
-                    .copied()
-                    .filter(|s| *s != State::TimeWait)
-                    .collect(),
-            })
-        } else {
-            None
-        }
-    }
-
-    /// Applies a dump of the watched namespace(s) taken at `now` with the states of
-    /// `req`. Returns the inodes whose owners are wanted.
-    pub fn apply_dump(
-        &mut self,
-        now: Duration,
-        req: &DumpRequest,
-        sockets: &[Socket],
-    ) -> HashSet<u64> {
-        let mut by_tuple: HashMap<Key, &Socket> = HashMap::with_capacity(sockets.len());
-        let mut tw_by_cookie: HashMap<u64, &Socket> = HashMap::new();
-        for s in sockets {
-            by_tuple.insert((s.local, s.peer), s);
-            if s.kind == SockKind::TimeWaitMini {
-                if let Some(k) = s.cookie {
-                    tw_by_cookie.insert(k, s);
-                }
-            }
-        }
-        let has_tw = req.states.contains(&State::TimeWait);
-        if has_tw {
-            self.last_tw_poll = Some(now);
-        }
+    /// The exact sock_diag lookups wanted before the next [`Tracker::drain`]: one per
+    /// socket, never a dump. Asked for are
+    /// - connections not yet placed in the watched namespace(s) and still open (one that
+    ///   already reached CLOSE is unhashed, `inet_unhash()`, so no lookup can find it:
+    ///   it is placed by its loopback peer or by the task that made its calls, see
+    ///   [`Tracker::apply_lookups`]); a connect still without its local port is left to
+    ///   the same fallback;
+    /// - every handover to a timewait socket not yet confirmed;
+    /// - confirmed timewait sockets whose poll is due (`timewait_poll` after they were
+    ///   last seen) or whose timer was due since.
+    pub fn lookups(&self, now: Duration) -> Vec<Lookup> {
         let poll = self.opts.timewait_poll;
-        let mut tw_events = Vec::new();
-        for c in self.conns.values_mut() {
+        let mut out = Vec::new();
+        for c in self.conns.values() {
             if c.sampled {
                 continue;
             }
-            let full = by_tuple
-                .get(&c.key())
-                .filter(|s| s.kind != SockKind::TimeWaitMini);
-            let tw_sock = c
-                .cookie
-                .and_then(|k| tw_by_cookie.get(&k))
-                .or_else(|| {
-                    by_tuple
-                        .get(&c.key())
-                        .filter(|s| s.kind == SockKind::TimeWaitMini)
-                })
-                .copied();
+            let ask = |timewait, cookie| Lookup {
+                conn: c.id,
+                local: c.local,
+                remote: c.remote,
+                cookie,
+                timewait,
+            };
+            match &c.tw {
+                Some(tw) if tw.substate.is_none() => out.push(ask(true, tw.cookie)),
+                Some(tw) => {
+                    let last = tw.last_seen.unwrap_or(tw.since);
+                    let timer_due = tw.expires_at.is_some_and(|e| e > last && now >= e);
+                    if timer_due || now.saturating_sub(last) >= poll {
+                        out.push(ask(true, tw.cookie));
+                    }
+                }
+                None if !c.looked_up && c.ended.is_none() && c.local.port() != 0 => {
+                    out.push(ask(false, c.cookie))
+                }
+                None => {}
+            }
+        }
+        out.sort_by_key(|l| l.conn);
+        out
+    }
+
+    /// Applies the answers to [`Tracker::lookups`] (`found[i]` answers `asked[i]`: the
+    /// socket the kernel found, or None), taken at `now`, and places what no lookup could
+    /// find. Returns the inodes whose owners are wanted.
+    pub fn apply_lookups(
+        &mut self,
+        now: Duration,
+        asked: &[Lookup],
+        found: &[Option<Socket>],
+    ) -> HashSet<u64> {
+        let poll = self.opts.timewait_poll;
+        let mut tw_events = Vec::new();
+        // Tuples the kernel holds (any kind), for placing a loopback end by its peer.
+        let mut present: HashSet<Key> = HashSet::new();
+        for (l, s) in asked.iter().zip(found) {
+            let Some(c) = self.conns.get_mut(&l.conn) else {
+                continue;
+            };
+            // inet_lookup() falls back to a listener when no connection has the tuple:
+            // only the socket with exactly this 4-tuple answers.
+            let s = s
+                .as_ref()
+                .filter(|s| s.local == c.local && s.peer == c.remote);
+            if let Some(s) = s {
+                present.insert((s.local, s.peer));
+            }
+            let full = s.filter(|s| s.kind != SockKind::TimeWaitMini);
+            let tw_sock = s.filter(|s| s.kind == SockKind::TimeWaitMini);
             if !c.looked_up {
                 if let Some(s) = full {
                     c.member = Some(true);
@@ -850,17 +858,18 @@ impl Tracker {
                 } else if tw_sock.is_some() && c.tw.is_some() {
                     c.member = Some(true);
                 }
-                c.looked_up = c.tw.is_none() || has_tw;
             }
-            let Some(tw) = c.tw.as_mut() else { continue };
-            if !has_tw {
+            if !l.timewait {
                 continue;
             }
+            let Some(tw) = c.tw.as_mut() else { continue };
             match (tw.substate, tw_sock) {
                 (None, Some(s)) => {
                     tw.substate = Some(s.state);
                     tw.last_seen = Some(now);
                     tw.expires_at = s.timer.map(|t| now + t.expires);
+                    // From now on it is asked for by its own cookie: exact.
+                    tw.cookie = s.cookie.or(tw.cookie);
                     c.member = Some(true);
                 }
                 (None, None) => tw_events.push((c.id, TwEvent::NotFound)),
@@ -884,9 +893,15 @@ impl Tracker {
                 }
             }
         }
+        // Everything that could be asked has been; the rest is placed below.
+        for c in self.conns.values_mut() {
+            if !c.sampled {
+                c.looked_up = true;
+            }
+        }
         // A loopback connection's two ends live in one namespace: an end gone before the
         // lookup belongs where its peer was found.
-        let mut members: HashSet<Key> = HashSet::new();
+        let mut members: HashSet<Key> = present;
         for c in self.conns.values() {
             if c.member == Some(true) {
                 members.insert(c.key());
@@ -898,11 +913,11 @@ impl Tracker {
             }
         }
         for c in self.conns.values_mut() {
-            if c.looked_up && c.member.is_none() {
+            if c.member.is_none() {
                 let rev = (c.remote, c.local);
                 let loopback = c.local.ip().is_loopback() && c.remote.ip().is_loopback();
                 let task_here = c.task_pid.and_then(|p| self.pid_in_ns.get(&p)).copied();
-                if loopback && (members.contains(&rev) || by_tuple.contains_key(&rev)) {
+                if loopback && members.contains(&rev) {
                     c.member = Some(true);
                 } else if let Some(here) = task_here {
                     // Gone before the lookup: the process that made its own calls on it
@@ -916,6 +931,11 @@ impl Tracker {
         for (id, ev) in tw_events {
             self.apply_tw_event(id, now, poll, ev);
         }
+        self.owners_wanted()
+    }
+
+    /// Inodes of placed sockets whose owners were not asked for yet (each is asked once).
+    pub fn owners_wanted(&mut self) -> HashSet<u64> {
         let mut wanted = HashSet::new();
         for c in self.conns.values_mut() {
             if c.member == Some(true) && !c.owner_tried && !c.owner_asked {
@@ -930,7 +950,7 @@ impl Tracker {
 
     /// Pids of tasks (process context) of connections not yet placed in a namespace: the
     /// driver says which are in the watched namespace(s) with [`Tracker::set_pid_netns`]
-    /// before [`Tracker::apply_dump`], for sockets gone before their lookup.
+    /// before [`Tracker::apply_lookups`], for sockets gone before their lookup.
     pub fn unplaced_task_pids(&self) -> HashSet<i32> {
         self.conns
             .values()
@@ -1037,9 +1057,30 @@ impl Tracker {
         }
     }
 
-    /// Owners found for inodes [`Tracker::apply_dump`] asked for (`asked`: the inodes
+    /// Owners found for inodes [`Tracker::apply_lookups`] asked for (`asked`: the inodes
     /// that scan looked for; the others stay pending).
     pub fn apply_owners(&mut self, asked: &HashSet<u64>, owners: &HashMap<u64, Owner>) {
+        self.apply_owners_inner(asked, owners)
+    }
+
+    /// Open connections holding these inodes: (inode, local, remote, cookie), for
+    /// checking with an exact lookup that a socket whose holder was not found among its
+    /// namespace's processes still exists before its holder is sought everywhere.
+    pub fn sockets_of(
+        &self,
+        inodes: &HashSet<u64>,
+    ) -> Vec<(u64, SocketAddr, SocketAddr, Option<u64>)> {
+        self.conns
+            .values()
+            .filter(|c| c.ended.is_none() && c.tw.is_none())
+            .filter_map(|c| {
+                let ino = c.inode.filter(|i| inodes.contains(i))?;
+                Some((ino, c.local, c.remote, c.cookie))
+            })
+            .collect()
+    }
+
+    fn apply_owners_inner(&mut self, asked: &HashSet<u64>, owners: &HashMap<u64, Owner>) {
         for c in self.conns.values_mut() {
             if let Some(ino) = c.inode.filter(|i| asked.contains(i)) {
                 if !c.owner_tried {
@@ -1526,11 +1567,30 @@ mod tests {
         }
     }
 
+    /// Answers the tracker's lookups from `socks` as the kernel would: the socket with
+    /// the asked 4-tuple, and the asked cookie when one is given.
+    fn answer(t: &mut Tracker, now: Duration, socks: &[Socket]) -> Vec<Lookup> {
+        let asked = t.lookups(now);
+        let found: Vec<Option<Socket>> = asked
+            .iter()
+            .map(|l| {
+                socks
+                    .iter()
+                    .find(|s| {
+                        s.local == l.local
+                            && s.peer == l.remote
+                            && l.cookie.is_none_or(|k| s.cookie == Some(k))
+                    })
+                    .cloned()
+            })
+            .collect();
+        t.apply_lookups(now, &asked, &found);
+        asked
+    }
+
     fn round(t: &mut Tracker, now_ms: u64, socks: &[Socket]) -> Vec<Report> {
         let now = Duration::from_millis(now_ms);
-        if let Some(req) = t.needs(now) {
-            t.apply_dump(now, &req, socks);
-        }
+        answer(t, now, socks);
         t.drain(now)
     }
 
@@ -1581,10 +1641,15 @@ mod tests {
                 cookie: 7,
             },
         });
-        // The tw socket inherited cookie 7 (the tuple is deliberately different to prove
-        // the cookie is used).
-        let tw = sock(State::TimeWait, SockKind::TimeWaitMini, C, "127.0.0.1:1", 7);
-        let r = round(&mut t, 2100, std::slice::from_ref(&tw));
+        // The tw socket inherited cookie 7, known from the lookup that placed the
+        // socket: it is asked for by tuple and cookie, so a minisocket of the same tuple
+        // with another cookie (listed first here) does not answer.
+        let tw = sock(State::TimeWait, SockKind::TimeWaitMini, C, S, 7);
+        let decoy = sock(State::TimeWait, SockKind::TimeWaitMini, C, S, 8);
+        let asked = t.lookups(Duration::from_millis(2100));
+        assert_eq!(asked.len(), 1);
+        assert_eq!((asked[0].cookie, asked[0].timewait), (Some(7), true));
+        let r = round(&mut t, 2100, &[decoy, tw.clone()]);
         assert_eq!(
             transitions(&r),
             vec![
