@@ -25,15 +25,18 @@
 //! relative to MSL:
 //! - a timer of at least 2·MSL (TIME_WAIT, Linux's orphaned FIN_WAIT_2) may expire only
 //!   once no segment of its incarnation or an earlier one is in flight (they have outlived
-//!   MSL) and the peer holds no connection of that incarnation. The second clause stands
-//!   in for the clock: the peer retransmits within its RTO, far less than MSL, so in real
+//!   MSL) and the peer holds no connection of that incarnation with something still due
+//!   (a retransmission, or its application's close). The second clause stands in for the
+//!   clock: the peer retransmits within its RTO, far less than MSL, so in real
 //!   time its retransmitted FIN arrives before 2·MSL have passed (RFC 9293 §3.6: MSL for
 //!   the lost ACK, MSL for the FIN that answers its loss). A connection the peer's
 //!   listener made from an old duplicate SYN is created within MSL of TIME_WAIT's start and
 //!   gives up after [`Config::give_up_after`] (15 s by default), so it too is gone before
 //!   2·MSL: the clause is exact while `give_up_after` ≤ MSL, and the CLI says when it is
 //!   not. Without the clause TIME_WAIT could end before the peer's first retransmission,
-//!   which is the `--time-wait short` world, not 2·MSL;
+//!   which is the `--time-wait short` world, not 2·MSL. A peer with nothing due — a server
+//!   that never closes, idle in CLOSE_WAIT — does not hold the timer: Linux's orphaned
+//!   FIN_WAIT_2 timeout (`tcp_fin_timeout`) exists for exactly that peer;
 //! - a shorter one may expire at any step; a zero-length one expires at once;
 //! - a retransmission timer fires only once the round trip it covers is over (RTO > RTT):
 //!   none of the endpoint's own SYN, data or FIN segments is in flight, nor any segment of

@@ -403,10 +403,13 @@ impl Model {
     }
 
     /// A timer of at least 2·MSL expires once the old segments have died (none of its
-    /// incarnation or an earlier one in flight) and the peer holds no connection of it: the
-    /// clock's stand-in for "the peer's retransmissions, each within an RTO far below MSL,
-    /// have all arrived" (see the crate documentation for why this is exact while
-    /// `Config::give_up_after` <= MSL, and why dropping it would shorten TIME_WAIT).
+    /// incarnation or an earlier one in flight) and the peer holds no connection of it that
+    /// still has something due — a retransmission, or its application's close: the clock's
+    /// stand-in for "the peer's retransmissions, each within an RTO far below MSL, and its
+    /// prompt application have all been heard" (see the crate documentation for why this is
+    /// exact while `Config::give_up_after` <= MSL, and why dropping it would shorten
+    /// TIME_WAIT). A peer with nothing due — a server that never closes, idle in
+    /// CLOSE_WAIT — does not hold it: Linux's orphaned FIN_WAIT_2 timer exists for that peer.
     fn long_timer_may_expire(&self, w: &World, side: Side, len: TimerLength) -> bool {
         if len != TimerLength::Long {
             return true;
@@ -414,7 +417,11 @@ impl Model {
         let inc = w.ghost[side.index()].inc;
         let old_in_flight = w.net.iter().any(|p| p.tag <= inc);
         let peer = side.other();
-        let peer_holds_it = has_tcb(self.conn(w, peer).state()) && w.ghost[peer.index()].inc <= inc;
+        let pc = self.conn(w, peer);
+        let pg = &w.ghost[peer.index()];
+        let will_close = !pg.closed && (peer == Side::A || self.cfg.server_closes);
+        let peer_holds_it =
+            has_tcb(pc.state()) && pg.inc <= inc && (pc.poll_timer().is_some() || will_close);
         !old_in_flight && !peer_holds_it
     }
 

@@ -202,6 +202,26 @@ fn server_that_never_closes_stays_in_close_wait_for_ever() {
     assert_eq!(lasso.timeline.final_state(Side::B), Some(State::CloseWait));
 }
 
+/// Linux's orphaned FIN_WAIT_2 timer (tcp_fin_timeout) exists for a peer that never
+/// closes: the client does not wait for ever, the server's CLOSE_WAIT still does.
+#[test]
+fn linux_client_times_out_of_fin_wait_2_when_the_server_never_closes() {
+    let r = run(|c| {
+        c.flavor = Flavor::Linux;
+        c.server_closes = false;
+    });
+    assert!(r.complete);
+    let cx = violated(&r, Property::Termination);
+    assert_eq!(cx.timeline.final_state(Side::B), Some(State::CloseWait));
+    assert_ne!(cx.timeline.final_state(Side::A), Some(State::FinWait2));
+    assert!(cx
+        .timeline
+        .steps
+        .iter()
+        .any(|s| s.side == Side::A && s.kind == StepKind::Timer(TimerKind::FinWait2)));
+    holds(&r, Property::CloseWaitNeedsClose);
+}
+
 #[test]
 fn counterexamples_are_deterministic() {
     let go = || {
