@@ -269,16 +269,19 @@ impl RfcView {
         let f = s.flags;
         if self.ep[i].machine.is_none() {
             if f.syn() && !f.ack() {
-                let mut m = Connection::new(Profile::linux(), s.seq);
+                // Made in its slot: a machine is about 430 bytes, not worth a move.
+                let m = self.ep[i]
+                    .machine
+                    .insert(Connection::new(Profile::linux(), s.seq));
                 let _ = m.open_active(at);
-                self.ep[i].machine = Some(m);
                 self.drain(i, at);
                 return;
             }
             if f.syn() && f.ack() {
-                let mut m = Connection::new(Profile::linux(), s.seq);
+                let m = self.ep[i]
+                    .machine
+                    .insert(Connection::new(Profile::linux(), s.seq));
                 let _ = m.open_passive();
-                self.ep[i].machine = Some(m);
                 let pending = self.ep[i].pending_syn.take();
                 match pending {
                     Some((syn_at, syn)) => {
