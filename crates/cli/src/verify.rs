@@ -156,7 +156,7 @@ fn describe(config: &Config) -> Vec<String> {
             if p.time_wait_reacks_fin { "re-ACKs" } else { "IGNORES" },
         ),
         format!(
-            "world: client A connects, sends {} octet(s), closes, may reconnect {}x on the same 4-tuple with the same ISS; server B listens, reads, {}",
+            "world: client A connects, sends {} octet(s), closes, may reconnect {}x on the same 4-tuple with the same ISS; server B listens (a fresh ISS per connection), reads, {}",
             b.data,
             b.reconnects,
             if config.server_closes { "closes after end of file" } else { "NEVER closes" },
@@ -165,7 +165,27 @@ fn describe(config: &Config) -> Vec<String> {
             "network: <= {} in flight, <= {} loss(es), <= {} duplicate(s), any reordering; {} retransmission(s) per segment; window {}",
             b.in_flight, b.losses, b.duplicates, b.retries, b.window
         ),
+        timing(config),
     ]
+}
+
+/// The timing assumption behind the 2·MSL guard, with this run's numbers: exact while an
+/// endpoint gives up retransmitting within MSL.
+fn timing(config: &Config) -> String {
+    let p = config.profile();
+    let span = config.give_up_after();
+    let verdict = if span <= p.msl {
+        format!("<= MSL {} s, so the rule is exact", p.msl.as_secs())
+    } else {
+        format!(
+            "> MSL {} s: APPROXIMATE, runs where TIME_WAIT ends before the peer gives up are not explored",
+            p.msl.as_secs()
+        )
+    };
+    format!(
+        "timing: a 2·MSL timer expires once nothing of its incarnation is in flight and the peer holds no connection of it with a retransmission or a close still due; a peer gives up after {} s of retransmissions {verdict}",
+        span.as_secs()
+    )
 }
 
 fn write_report(report: &Report, args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
@@ -316,6 +336,7 @@ fn report_json(report: &Report, args: &Args) -> Value {
                 "window": b.window,
             },
             "max_states": c.max_states,
+            "give_up_after_s": c.give_up_after().as_secs_f64(),
         },
         "states": report.states,
         "transitions": report.transitions,
