@@ -31,6 +31,46 @@ fn default_safety_properties_hold_exit_0() {
 }
 
 #[test]
+fn default_every_property_holds_in_both_profiles_exit_0() {
+    for profile in ["rfc", "linux"] {
+        let out = verify(&["--profile", profile])
+            .code(0)
+            .get_output()
+            .stdout
+            .clone();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("exhaustively"), "{text}");
+        assert!(text.contains("termination                holds"), "{text}");
+        assert!(!text.contains("VIOLATED"), "{text}");
+        assert!(text.contains("so the rule is exact"), "{text}");
+    }
+}
+
+#[test]
+fn timing_assumption_is_reported_when_it_does_not_hold() {
+    // Linux: MSL 30 s; four retries give up after 1+2+4+8+16 = 31 s.
+    let out = verify(&["--profile", "linux", "--retries", "4", "--json"])
+        .get_output()
+        .stdout
+        .clone();
+    let doc: Value = serde_json::from_slice(&out).expect("one JSON document");
+    assert_eq!(doc["config"]["give_up_after_s"], 31.0);
+    let out = verify(&[
+        "--profile",
+        "linux",
+        "--retries",
+        "4",
+        "--property",
+        "orderly-close",
+    ])
+    .get_output()
+    .stdout
+    .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("APPROXIMATE"), "{text}");
+}
+
+#[test]
 fn no_time_wait_json_has_the_shortest_reset_counterexample() {
     let out = verify(&["--time-wait", "0", "--max-states", "60000", "--json"])
         .code(1)
