@@ -138,6 +138,8 @@ struct Tw {
     /// (`inet_twsk_alloc()` copies `sk_cookie`; one first made by `tcp:tcp_destroy_sock`,
     /// after the copy, is not the minisocket's), then the minisocket's own once found.
     cookie: Option<u64>,
+    /// When it is next asked for (its key in the poll schedule).
+    next_poll: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -256,6 +258,14 @@ pub struct Tracker {
     sample_resolution: Option<Duration>,
     by_cookie: HashMap<u64, u64>,
     pid_in_ns: HashMap<i32, bool>,
+    /// Connections not yet looked up: each round touches only these, the handovers and
+    /// the timewait polls due, never every connection (tens of thousands of timewait
+    /// sockets under a connect/close loop).
+    unplaced: Vec<u64>,
+    /// Handovers to a timewait socket not yet confirmed.
+    handovers: Vec<u64>,
+    /// Timewait polls by due time.
+    tw_schedule: std::collections::BTreeSet<(Duration, u64)>,
 }
 
 const RECENT: usize = 256;
@@ -276,6 +286,9 @@ impl Tracker {
             sample_resolution: None,
             by_cookie: HashMap::new(),
             pid_in_ns: HashMap::new(),
+            unplaced: Vec::new(),
+            handovers: Vec::new(),
+            tw_schedule: std::collections::BTreeSet::new(),
         }
     }
 
@@ -323,6 +336,7 @@ impl Tracker {
                 sampled: false,
             },
         );
+        self.unplaced.push(id);
         id
     }
 
@@ -530,7 +544,9 @@ impl Tracker {
                 last_seen: None,
                 task: task.clone(),
                 cookie: c.cookie,
+                next_poll: None,
             });
+            self.handovers.push(id);
             self.pending.push_back(Pending::TimewaitEntry { conn: id });
             return;
         }
@@ -773,6 +789,8 @@ impl Tracker {
                 c.looked_up = true;
             }
         }
+        // Sampled connections are never looked up.
+        self.unplaced.clear();
     }
 
     /// The exact sock_diag lookups wanted before the next [`Tracker::drain`]: one per
@@ -786,35 +804,37 @@ impl Tracker {
     /// - confirmed timewait sockets whose poll is due (`timewait_poll` after they were
     ///   last seen) or whose timer was due since.
     pub fn lookups(&self, now: Duration) -> Vec<Lookup> {
-        let poll = self.opts.timewait_poll;
+        let ask = |c: &Conn, timewait, cookie| Lookup {
+            conn: c.id,
+            local: c.local,
+            remote: c.remote,
+            cookie,
+            timewait,
+        };
         let mut out = Vec::new();
-        for c in self.conns.values() {
-            if c.sampled {
-                continue;
-            }
-            let ask = |timewait, cookie| Lookup {
-                conn: c.id,
-                local: c.local,
-                remote: c.remote,
-                cookie,
-                timewait,
-            };
-            match &c.tw {
-                Some(tw) if tw.substate.is_none() => out.push(ask(true, tw.cookie)),
-                Some(tw) => {
-                    let last = tw.last_seen.unwrap_or(tw.since);
-                    let timer_due = tw.expires_at.is_some_and(|e| e > last && now >= e);
-                    if timer_due || now.saturating_sub(last) >= poll {
-                        out.push(ask(true, tw.cookie));
-                    }
-                }
-                None if !c.looked_up && c.ended.is_none() && c.local.port() != 0 => {
-                    out.push(ask(false, c.cookie))
-                }
-                None => {}
+        for c in self.handovers.iter().filter_map(|id| self.conns.get(id)) {
+            if let Some(tw) = c.tw.as_ref().filter(|t| t.substate.is_none()) {
+                out.push(ask(c, true, tw.cookie));
             }
         }
-        out.sort_by_key(|l| l.conn);
+        for (due, id) in self.tw_schedule.range(..=(now, u64::MAX)) {
+            let Some(c) = self.conns.get(id) else {
+                continue;
+            };
+            if let Some(tw) = c.tw.as_ref().filter(|t| t.next_poll == Some(*due)) {
+                out.push(ask(c, true, tw.cookie));
+            }
+        }
+        for c in self.unplaced.iter().filter_map(|id| self.conns.get(id)) {
+            if !c.sampled
+                && !c.looked_up
+                && c.tw.is_none()
+                && c.ended.is_none()
+                && c.local.port() != 0
+            {
+                out.push(ask(c, false, c.cookie));
+            }
+        }
         out
     }
 
@@ -829,6 +849,7 @@ impl Tracker {
     ) -> HashSet<u64> {
         let poll = self.opts.timewait_poll;
         let mut tw_events = Vec::new();
+        let mut schedule = Vec::new();
         // Tuples the kernel holds (any kind), for placing a loopback end by its peer.
         let mut present: HashSet<Key> = HashSet::new();
         for (l, s) in asked.iter().zip(found) {
@@ -871,11 +892,13 @@ impl Tracker {
                     // From now on it is asked for by its own cookie: exact.
                     tw.cookie = s.cookie.or(tw.cookie);
                     c.member = Some(true);
+                    schedule.push((c.id, next_poll(tw, now, poll)));
                 }
                 (None, None) => tw_events.push((c.id, TwEvent::NotFound)),
                 (Some(sub), Some(s)) => {
                     tw.last_seen = Some(now);
                     tw.expires_at = s.timer.map(|t| now + t.expires);
+                    schedule.push((c.id, next_poll(tw, now, poll)));
                     if sub != s.state {
                         tw.substate = Some(s.state);
                         tw_events.push((c.id, TwEvent::Substate(sub, s.state)));
@@ -893,45 +916,72 @@ impl Tracker {
                 }
             }
         }
+        // The polls due were asked; the next ones are scheduled.
+        self.tw_schedule = self.tw_schedule.split_off(&(now, u64::MAX));
+        for (id, due) in schedule {
+            if let Some(tw) = self.conns.get_mut(&id).and_then(|c| c.tw.as_mut()) {
+                tw.next_poll = Some(due);
+                self.tw_schedule.insert((due, id));
+            }
+        }
         // Everything that could be asked has been; the rest is placed below.
-        for c in self.conns.values_mut() {
-            if !c.sampled {
-                c.looked_up = true;
+        let mut touched = std::mem::take(&mut self.unplaced);
+        touched.append(&mut self.handovers);
+        for id in &touched {
+            if let Some(c) = self.conns.get_mut(id) {
+                if !c.sampled {
+                    c.looked_up = true;
+                }
             }
         }
         // A loopback connection's two ends live in one namespace: an end gone before the
         // lookup belongs where its peer was found.
-        let mut members: HashSet<Key> = present;
-        for c in self.conns.values() {
-            if c.member == Some(true) {
-                members.insert(c.key());
+        for id in &touched {
+            let Some(c) = self.conns.get(id) else {
+                continue;
+            };
+            if c.member.is_some() {
+                continue;
             }
-        }
-        for c in self.recent.iter() {
-            if c.member == Some(true) {
-                members.insert(c.key());
-            }
-        }
-        for c in self.conns.values_mut() {
-            if c.member.is_none() {
-                let rev = (c.remote, c.local);
-                let loopback = c.local.ip().is_loopback() && c.remote.ip().is_loopback();
-                let task_here = c.task_pid.and_then(|p| self.pid_in_ns.get(&p)).copied();
-                if loopback && members.contains(&rev) {
-                    c.member = Some(true);
-                } else if let Some(here) = task_here {
-                    // Gone before the lookup: the process that made its own calls on it
-                    // (connect, close) is in the namespace, or not.
-                    c.member = Some(here);
-                } else {
-                    c.member = Some(false);
-                }
+            let rev = (c.remote, c.local);
+            let loopback = c.local.ip().is_loopback() && c.remote.ip().is_loopback();
+            let is_member = |other: Option<&Conn>| other.is_some_and(|o| o.member == Some(true));
+            let peer_here = loopback
+                && (present.contains(&rev)
+                    || is_member(self.live.get(&rev).and_then(|i| self.conns.get(i)))
+                    || is_member(self.ended_keys.get(&rev).and_then(|i| self.conns.get(i)))
+                    || self
+                        .recent
+                        .iter()
+                        .any(|r| r.key() == rev && r.member == Some(true)));
+            let task_here = c.task_pid.and_then(|p| self.pid_in_ns.get(&p)).copied();
+            let member = if peer_here {
+                true
+            } else {
+                // Gone before the lookup: the process that made its own calls on it
+                // (connect, close) is in the namespace, or not.
+                task_here.unwrap_or(false)
+            };
+            if let Some(c) = self.conns.get_mut(id) {
+                c.member = Some(member);
             }
         }
         for (id, ev) in tw_events {
             self.apply_tw_event(id, now, poll, ev);
         }
-        self.owners_wanted()
+        let mut wanted = HashSet::new();
+        for id in &touched {
+            if let Some(c) = self.conns.get_mut(id) {
+                if let Some(ino) = c
+                    .inode
+                    .filter(|_| c.member == Some(true) && !c.owner_tried && !c.owner_asked)
+                {
+                    c.owner_asked = true;
+                    wanted.insert(ino);
+                }
+            }
+        }
+        wanted
     }
 
     /// Inodes of placed sockets whose owners were not asked for yet (each is asked once).
@@ -952,8 +1002,10 @@ impl Tracker {
     /// driver says which are in the watched namespace(s) with [`Tracker::set_pid_netns`]
     /// before [`Tracker::apply_lookups`], for sockets gone before their lookup.
     pub fn unplaced_task_pids(&self) -> HashSet<i32> {
-        self.conns
-            .values()
+        self.unplaced
+            .iter()
+            .chain(&self.handovers)
+            .filter_map(|id| self.conns.get(id))
             .filter(|c| c.member.is_none())
             .filter_map(|c| c.task_pid)
             .filter(|p| !self.pid_in_ns.contains_key(p))
@@ -1427,6 +1479,16 @@ enum TwEvent {
     Substate(State, State),
     Expired(Duration),
     Vanished(Duration),
+}
+
+/// When a confirmed timewait socket is asked for next: a poll interval after it was seen,
+/// or when its timer is due if that comes first.
+fn next_poll(tw: &Tw, now: Duration, poll: Duration) -> Duration {
+    let next = now + poll;
+    match tw.expires_at {
+        Some(e) if e > now && e < next => e,
+        _ => next,
+    }
 }
 
 /// The trigger the transition table gives for a kernel transition, using what the RST
