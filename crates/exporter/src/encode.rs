@@ -7,6 +7,7 @@
 //! (prometheus-client adds it to counter samples).
 
 use crate::aggregate::{Collection, Folded};
+use crate::collector::DeadOutcome;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use std::borrow::Cow;
@@ -24,6 +25,7 @@ pub const METRIC_NAMES: &[&str] = &[
     "tcpstate_time_wait_buckets_max",
     "tcpstate_dead_sockets",
     "tcpstate_dead_socket_candidates_unverified",
+    "tcpstate_dead_socket_checks_total",
     "tcpstate_aborts_total",
     "tcpstate_time_wait_overflows_total",
     "tcpstate_time_wait_recycled_total",
@@ -328,6 +330,8 @@ pub struct SelfMetrics<'a> {
     pub scrapes: u64,
     /// Label sets folded since start, per metric.
     pub folded_total: &'a [(Folded, u64)],
+    /// Dead-socket checks since start, per outcome; `None` when the search is off.
+    pub dead_checks: Option<&'a [(DeadOutcome, u64)]>,
 }
 
 /// Encodes the exporter's own metrics.
@@ -346,6 +350,14 @@ pub fn encode_self(enc: &mut DescriptorEncoder, s: &SelfMetrics) -> Result<(), E
         "Scrapes that failed in a stage since the exporter started (snapshot: nothing about sockets was published; netns: a namespace was skipped).",
         s.errors.iter().map(|(st, n)| ([("stage", st.label())], *n)),
     )?;
+    if let Some(checks) = s.dead_checks {
+        counter_family(
+            enc,
+            "tcpstate_dead_socket_checks",
+            "Dead-socket checks since the exporter started, by outcome: searched = every fd of the exported namespaces' processes was read; ruled_out = the kernel's counts (sockstat alloc minus inuse of every namespace) left no unhashed TCP socket beyond the dead ones already known, which were confirmed still held and published again.",
+            checks.iter().map(|(o, n)| ([("outcome", o.label())], *n)),
+        )?;
+    }
     enc.encode_descriptor(
         "tcpstate_scrapes",
         "Collections made since the exporter started (concurrent scrapes share one).",

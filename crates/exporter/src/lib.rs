@@ -19,10 +19,11 @@
 
 pub mod aggregate;
 pub mod collector;
+pub mod dead;
 pub mod encode;
 pub mod format;
 pub mod server;
 
 pub use aggregate::Limits;
-pub use collector::{CollectorConfig, DeadScan, TcpCollector};
+pub use collector::{CollectorConfig, DeadOutcome, DeadScan, LastCollection, TcpCollector};
 pub use server::{bind, render_once, serve, termination, Bound, ServeError, ServerConfig};
