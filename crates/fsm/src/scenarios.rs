@@ -89,6 +89,17 @@ fn pause(s: &mut Sim, ms: u64) {
     s.run_for(Duration::from_millis(ms));
 }
 
+/// The usual ending: the client closes, the server reads end of file and closes, and the
+/// run goes on until every timer has run out.
+fn client_closes_then_server(mut s: Sim) -> Timeline {
+    let _ = s.close(Side::A);
+    pause(&mut s, 50);
+    let _ = s.read_all(Side::B);
+    let _ = s.close(Side::B);
+    s.run_until_idle(DRAIN);
+    s.into_timeline()
+}
+
 fn is_bare_ack(seg: &Segment) -> bool {
     seg.flags == Flags::ACK && seg.len == 0
 }
@@ -98,12 +109,7 @@ fn client_close(o: &ScenarioOptions) -> Timeline {
     let _ = s.send(Side::A, 100);
     pause(&mut s, 50);
     let _ = s.read_all(Side::B);
-    let _ = s.close(Side::A);
-    pause(&mut s, 50);
-    let _ = s.read_all(Side::B);
-    let _ = s.close(Side::B);
-    s.run_until_idle(DRAIN);
-    s.into_timeline()
+    client_closes_then_server(s)
 }
 
 fn server_close(o: &ScenarioOptions) -> Timeline {
@@ -133,12 +139,7 @@ fn lost_final_ack(o: &ScenarioOptions) -> Timeline {
     let mut s = established("lost-final-ack", o);
     // After the handshake, the client's first bare ACK is the one for the server's FIN.
     s.on_nth(Side::A, 1, is_bare_ack, Fate::Drop);
-    let _ = s.close(Side::A);
-    pause(&mut s, 50);
-    let _ = s.read_all(Side::B);
-    let _ = s.close(Side::B);
-    s.run_until_idle(DRAIN);
-    s.into_timeline()
+    client_closes_then_server(s)
 }
 
 fn lost_fin(o: &ScenarioOptions) -> Timeline {
@@ -167,12 +168,7 @@ fn unread_data_close(o: &ScenarioOptions) -> Timeline {
     let _ = s.send(Side::B, 500);
     pause(&mut s, 50);
     // The client closes without reading the 500 octets.
-    let _ = s.close(Side::A);
-    pause(&mut s, 50);
-    let _ = s.read_all(Side::B);
-    let _ = s.close(Side::B);
-    s.run_until_idle(DRAIN);
-    s.into_timeline()
+    client_closes_then_server(s)
 }
 
 fn close_wait_leak(o: &ScenarioOptions) -> Timeline {
@@ -247,10 +243,5 @@ fn time_wait_assassination(o: &ScenarioOptions) -> Timeline {
     let _ = s.send(Side::B, 100);
     pause(&mut s, 50);
     let _ = s.read_all(Side::A);
-    let _ = s.close(Side::A);
-    pause(&mut s, 50);
-    let _ = s.read_all(Side::B);
-    let _ = s.close(Side::B);
-    s.run_until_idle(DRAIN);
-    s.into_timeline()
+    client_closes_then_server(s)
 }
