@@ -411,13 +411,13 @@ fn explain(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         "With --no-reack the retransmitted FIN is not answered: the passive closer retransmits until its retry limit and ends with a timeout instead of the ACK of its FIN.",
         &noreack, Property::TimeWaitDuties)?;
     show(out, "2. TIME_WAIT lets old duplicates die before the 4-tuple is reused.",
-        "Segments of a closed connection may still be in flight. If the same 4-tuple is reused at once (and the new ISN overlaps the old one, the worst case), an old segment falls inside the new connection's window and is accepted: old data, an old FIN, or an old ACK that completes the new handshake.",
+        "Segments of a closed connection may still be in flight. If the same 4-tuple is reused at once (and the client's new ISN overlaps the old one, the worst case), an old segment falls inside the new connection's window and is accepted: an old FIN or old data, or an old SYN-ACK that completes the new handshake.",
         &none, Property::NoCrossIncarnation)?;
     show(out, "3. An RST must not cut TIME_WAIT short (RFC 1337).",
         "If TIME_WAIT honours an RST at RCV.NXT, a reset provoked by an old duplicate assassinates it, and the 4-tuple is free too early: the hazards of point 1 and 2 come back.",
         &assassin, Property::OrderlyClose)?;
     show(out, "4. CLOSE_WAIT lasts until the program closes.",
-        "CLOSE_WAIT means the peer has closed and this application has not. No TCP timer ends it: if the application never calls close(), the connection stays in CLOSE_WAIT for ever (and the peer waits in FIN_WAIT_2).",
+        "CLOSE_WAIT means the peer has closed and this application has not. No TCP timer ends it: if the application never calls close(), the connection stays in CLOSE_WAIT for ever (and the peer waits in FIN_WAIT_2, or on Linux times out of it after tcp_fin_timeout).",
         &never, Property::Termination)?;
     writeln!(
         out,
