@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: `tcpstate watch --summary` under a loopback connect/accept/close loop at full
 # speed (bench/watch_load.c) in a private network namespace, against the load alone, a plain
-# `cat trace_pipe` reader of an equivalent tracefs instance, and bcc's tcpstates when it can
+# `cat trace_pipe` reader of an equivalent tracefs instance, the tracepoint enabled with nobody
+# reading (its cost in the kernel alone), and bcc's tcpstates when it can
 # run here. Needs root, gcc, python3, iproute2, tracefs.
 #
 #   bench/watch.sh                       # SECS=10 RUNS=3
