@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # Load benchmark of `tcpstate exporter`: wrk against /metrics for DURATION with ~100k TCP
 # sockets present in a private network namespace (loopback only), the exporter looking
-# into it. Reports wrk's p50/p99 latency and the exporter's memory before and after, and,
-# as the peer, what `ss -tanp` (which script-based exporters parse) costs on the same
-# sockets in the same run. Needs root, python3, iproute2, wrk.
+# into it. Reports wrk's p50/p99 latency, the exporter's memory before, during and after,
+# how many collections searched for dead sockets and how many the kernel's counts ruled
+# the search out, and, as the peer, what `ss -tanp` (which script-based exporters parse)
+# costs on the same sockets in the same run. Rows: the load alone; with DEAD dead sockets
+# held (confirmed at each scrape); with one socket() never connected held (the counts
+# cannot rule a dead socket out, so every collection searches); --no-dead-scan.
+# Needs root, python3, iproute2, wrk, curl.
 #
 #   bench/exporter.sh                     # EST=47500 CW=5000: 100k sockets, 30 s
 #   EST=5000 CW=1000 DURATION=10s bench/exporter.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EST=${EST:-47500} CW=${CW:-5000} WORKERS=${WORKERS:-8} DURATION=${DURATION:-30s} CONNS=${CONNS:-8} PORT=${PORT:-19977}
+EST=${EST:-47500} CW=${CW:-5000} WORKERS=${WORKERS:-8} DURATION=${DURATION:-30s} CONNS=${CONNS:-8} PORT=${PORT:-19977} DEAD=${DEAD:-100}
 NS=tcpstate-bench-exp-$$
-BIN=${CARGO_TARGET_DIR:-target}/release/tcpstate
-
-cargo build --release -q -p tcpstate
+# BIN=path/to/tcpstate benchmarks that binary instead (e.g. an older build, to compare).
+if [ -z "${BIN:-}" ]; then
+  BIN=${CARGO_TARGET_DIR:-target}/release/tcpstate
+  cargo build --release -q -p tcpstate
+fi
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -64,16 +70,32 @@ run() { # $1: label, rest: extra exporter flags
   p50=$(awk '$1=="50%" {print $2}' /tmp/$NS.wrk)
   p99=$(awk '$1=="99%" {print $2}' /tmp/$NS.wrk)
   reqs=$(awk '/requests in/ {print $1}' /tmp/$NS.wrk)
-  local scrapes; scrapes=$(curl -s http://127.0.0.1:$PORT/metrics | awk '$1=="tcpstate_scrapes_total" {print $2}')
+  local final; final=$(curl -s http://127.0.0.1:$PORT/metrics)
+  local scrapes; scrapes=$(awk '$1=="tcpstate_scrapes_total" {print $2}' <<<"$final")
+  local searched; searched=$(awk '$1 ~ /^tcpstate_dead_socket_checks_total\{outcome="searched/ {n += $2; f = 1} END {if (f) print n}' <<<"$final")
+  local uncounted; uncounted=$(awk '$1=="tcpstate_dead_socket_checks_total{outcome=\"searched_uncounted\"}" {print $2}' <<<"$final")
+  local ruled; ruled=$(awk '$1=="tcpstate_dead_socket_checks_total{outcome=\"ruled_out\"}" {print $2}' <<<"$final")
+  local dead; dead=$(awk '/^tcpstate_dead_sockets\{/ {n += $2} END {print n + 0}' <<<"$final")
   local errs; errs=$(awk '/Non-2xx|Socket errors/' /tmp/$NS.wrk | tr -s ' ' | tr '\n' ';')
   kill $pid; wait $pid 2>/dev/null || true
-  echo "| $label | $one s | $p50 | $p99 | $reqs | $scrapes | $((before/1024)) MiB | $((after/1024)) MiB | $((peak/1024)) MiB |$samples | ${errs:-none} |"
+  echo "| $label | $one s | $p50 | $p99 | $reqs | $scrapes | ${searched:--} (${uncounted:--}) / ${ruled:--} | $dead | $((before/1024)) MiB | $((after/1024)) MiB | $((peak/1024)) MiB |$samples | ${errs:-none} |"
+}
+
+held() { # $1: dead|fresh, $2: how many; held in the namespace until cleanup
+  ip netns exec "$NS" python3 bench/exporter_held.py "$1" "$2" > /tmp/$NS.held &
+  pids+=($!)
+  for _ in $(seq 100); do grep -q READY /tmp/$NS.held 2>/dev/null && return; sleep 0.1; done
+  echo "exporter_held.py $1 did not come up" >&2; exit 1
 }
 
 echo
-echo "| exporter | first scrape | wrk p50 | wrk p99 | requests in $DURATION | collections | RSS before | RSS after | peak RSS | RSS every 5 s (MiB) | errors |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
-run "default (dead-socket scan when sockstat says one can exist)"
+echo "| exporter | first scrape | wrk p50 | wrk p99 | requests in $DURATION | collections | searched (uncounted) / ruled out | dead sockets published | RSS before | RSS after | peak RSS | RSS every 5 s (MiB) | errors |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+run "default"
+held dead "$DEAD"
+run "default, $DEAD dead sockets held"
+held fresh 1
+run "default, $DEAD dead + 1 never-connected socket held"
 run "--no-dead-scan" --no-dead-scan
 
 # Peer: `ss -tanp` over the same namespace, what an ss-parsing exporter pays per scrape

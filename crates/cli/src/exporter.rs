@@ -38,7 +38,9 @@ pub struct Args {
     /// Namespaces kept as their own `netns` label; the rest are summed into "other".
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub max_netns: usize,
-    /// Never search for dead sockets still held (a scan of every process's fds).
+    /// Never search for dead sockets still held. Without it, the search (a read of every fd
+    /// of the exported namespaces' processes) runs only when the kernel's counts cannot
+    /// rule out a dead socket that the last search did not find.
     #[arg(long)]
     pub no_dead_scan: bool,
     /// Open HTTP connections at most; past it new ones get 503.

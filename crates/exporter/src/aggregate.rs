@@ -198,11 +198,11 @@ fn netns_labels(snap: &Snapshot, max_netns: usize) -> Vec<String> {
         .collect()
 }
 
-fn process_label(s: &Socket) -> String {
+fn process_label(s: &Socket) -> &str {
     match &s.owner {
-        Some(o) => o.process.clone(),
-        None if s.inode == 0 => NO_FILE.to_string(),
-        None => UNKNOWN.to_string(),
+        Some(o) => &o.process,
+        None if s.inode == 0 => NO_FILE,
+        None => UNKNOWN,
     }
 }
 
@@ -226,35 +226,47 @@ pub fn collect(
             kept_ns.push(l);
         }
     }
-    let mut per_state: HashMap<(&str, State), u64> = HashMap::new();
-    let mut orphans: HashMap<&str, u64> = HashMap::new();
+    // Counted per namespace index and kernel state code, then summed per label: every
+    // socket is visited, so no hashing or label lookup per socket.
+    let mut per_ns = vec![([0u64; 12], 0u64); snap.namespaces.len() + 1];
+    let last = per_ns.len() - 1; // an index the namespaces do not have: "other"
     for s in &snap.sockets {
-        *per_state.entry((label_of(s), s.state)).or_default() += 1;
+        let row = &mut per_ns[s.netns.min(last)];
+        row.0[usize::from(s.state.kernel_code()).min(11)] += 1;
         if s.state == State::FinWait2 && s.kind == SockKind::TimeWaitMini {
-            *orphans.entry(label_of(s)).or_default() += 1;
+            row.1 += 1;
         }
     }
     for ns in &kept_ns {
+        let mut sum = ([0u64; 12], 0u64);
+        for (i, row) in per_ns.iter().enumerate() {
+            if labels.get(i).map_or(OTHER, String::as_str) == *ns {
+                for (a, b) in sum.0.iter_mut().zip(row.0) {
+                    *a += b;
+                }
+                sum.1 += row.1;
+            }
+        }
         for st in State::ALL {
-            let n = per_state.get(&(*ns, st)).copied().unwrap_or(0);
+            let n = sum.0[usize::from(st.kernel_code()).min(11)];
             out.sockets.push((ns.to_string(), st, n));
         }
-        out.orphan_fin_wait_2
-            .push((ns.to_string(), orphans.get(ns).copied().unwrap_or(0)));
+        out.orphan_fin_wait_2.push((ns.to_string(), sum.1));
     }
 
     // CLOSE_WAIT per (netns, process).
-    let mut cw: BTreeMap<(String, String), (u64, Option<f64>)> = BTreeMap::new();
+    let mut cw_by: HashMap<(&str, &str), (u64, Option<f64>)> = HashMap::new();
     for s in snap.sockets.iter().filter(|s| s.state == State::CloseWait) {
-        let e = cw
-            .entry((label_of(s).to_string(), process_label(s)))
-            .or_default();
+        let e = cw_by.entry((label_of(s), process_label(s))).or_default();
         e.0 += 1;
         if let Some(age) = s.state_time().age {
             let a = age.as_secs_f64();
             e.1 = Some(e.1.map_or(a, |o: f64| o.max(a)));
         }
     }
+    let cw = cw_by
+        .into_iter()
+        .map(|((ns, p), v)| ((ns.to_string(), p.to_string()), v));
     let (kept, rest) = top_n(cw, limits.top, |v| v.0 as f64);
     for ((netns, process), (count, oldest_age_s)) in kept {
         out.close_wait.push(CloseWaitRow {
@@ -277,11 +289,14 @@ pub fn collect(
     }
 
     // TIME_WAIT per (netns, remote): true TIME_WAIT only (the minisocket's substate).
-    let mut tw: BTreeMap<(String, String), u64> = BTreeMap::new();
+    // Grouped by address, turned into text once per remote rather than once per socket.
+    let mut tw_by: HashMap<(&str, std::net::SocketAddr), u64> = HashMap::new();
     for s in snap.sockets.iter().filter(|s| s.state == State::TimeWait) {
-        *tw.entry((label_of(s).to_string(), Addr(&s.peer).to_string()))
-            .or_default() += 1;
+        *tw_by.entry((label_of(s), s.peer)).or_default() += 1;
     }
+    let tw = tw_by
+        .into_iter()
+        .map(|((ns, peer), n)| ((ns.to_string(), Addr(&peer).to_string()), n));
     let (kept, rest) = top_n(tw, limits.top, |v| *v as f64);
     for ((netns, remote), count) in kept {
         out.time_wait.push(TimeWaitRow {

@@ -52,21 +52,29 @@ pub struct CollectorConfig {
 /// What the dead-socket check did in one collection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeadOutcome {
-    /// The fd walk ran.
+    /// The fd walk ran: the counts showed more unhashed sockets than confirmed dead ones.
     Searched = 0,
+    /// The fd walk ran: the counts could not be read consistently (sockets came and went
+    /// during every sweep, or a sockstat file could not be read).
+    SearchedUncounted = 1,
     /// The kernel's counts showed no unhashed socket beyond the confirmed dead ones; the
     /// walk was skipped.
-    RuledOut = 1,
+    RuledOut = 2,
 }
 
 impl DeadOutcome {
     /// Every outcome, in label order.
-    pub const ALL: [DeadOutcome; 2] = [DeadOutcome::Searched, DeadOutcome::RuledOut];
+    pub const ALL: [DeadOutcome; 3] = [
+        DeadOutcome::Searched,
+        DeadOutcome::SearchedUncounted,
+        DeadOutcome::RuledOut,
+    ];
 
     /// The `outcome` label value.
     pub fn label(self) -> &'static str {
         match self {
             DeadOutcome::Searched => "searched",
+            DeadOutcome::SearchedUncounted => "searched_uncounted",
             DeadOutcome::RuledOut => "ruled_out",
         }
     }
@@ -219,17 +227,24 @@ impl TcpCollector {
             // Counts first, confirmation after: a known dead socket closed in between
             // lowers the confirmed number, which can only make the search run.
             let unhashed = dead::count_unhashed();
-            let dumped: HashSet<u64> = if memo.dead.is_empty() {
+            // Which of the known dead sockets the dump lists again (only they are looked up,
+            // so no set of every dumped inode is built).
+            let known_dead: HashSet<u64> = memo.dead.iter().map(|d| d.inode).collect();
+            let dumped: HashSet<u64> = if known_dead.is_empty() {
                 HashSet::new()
             } else {
-                snap.sockets.iter().map(|s| s.inode).collect()
+                snap.sockets
+                    .iter()
+                    .map(|s| s.inode)
+                    .filter(|i| known_dead.contains(i))
+                    .collect()
             };
             let confirmed = dead::confirm(&memo.dead, &dumped);
             search = dead::search_needed(&unhashed, confirmed.len());
-            let outcome = if search {
-                DeadOutcome::Searched
-            } else {
-                DeadOutcome::RuledOut
+            let outcome = match (search, &unhashed) {
+                (false, _) => DeadOutcome::RuledOut,
+                (true, Ok(_)) => DeadOutcome::Searched,
+                (true, Err(_)) => DeadOutcome::SearchedUncounted,
             };
             self.dead_checks[outcome as usize].fetch_add(1, Ordering::Relaxed);
             memo.last = LastCollection {

@@ -222,9 +222,12 @@ mod live {
 
     /// The dead sockets of a previous search that are still dead: the holder's fd still
     /// links to the same socket (the fd was neither closed nor reused) and the socket is in
-    /// none of the tables just dumped (`dumped`: every inode the dump listed). A TCP socket
-    /// out of every table returns to one only through connect() again after
-    /// connect(AF_UNSPEC), and then the dump lists it. The process name is read again (the
+    /// none of the tables just dumped (`dumped`: the inodes the dump listed, or at least
+    /// those of `previous` among them). A TCP socket out of every table returns to one only
+    /// through connect() again after connect(AF_UNSPEC), and then the dump lists it, unless
+    /// the socket belongs to a namespace that was not dumped (a holder in an exported
+    /// namespace with a socket made elsewhere, reconnected since): the one case this check
+    /// misses, and it would count one socket twice. The process name is read again (the
     /// pid may have been reused by a program that inherited the fd, or exec'd).
     pub fn confirm(previous: &[DeadSocket], dumped: &HashSet<u64>) -> Vec<DeadSocket> {
         let mut out = Vec::with_capacity(previous.len());

@@ -354,7 +354,7 @@ pub fn encode_self(enc: &mut DescriptorEncoder, s: &SelfMetrics) -> Result<(), E
         counter_family(
             enc,
             "tcpstate_dead_socket_checks",
-            "Dead-socket checks since the exporter started, by outcome: searched = every fd of the exported namespaces' processes was read; ruled_out = the kernel's counts (sockstat alloc minus inuse of every namespace) left no unhashed TCP socket beyond the dead ones already known, which were confirmed still held and published again.",
+            "Dead-socket checks since the exporter started, by outcome: searched = every fd of the exported namespaces' processes was read because the kernel's counts (sockstat alloc minus inuse of every namespace) showed unhashed TCP sockets beyond the dead ones already known; searched_uncounted = read because the counts moved during every sweep; ruled_out = the counts left no room for a new dead socket, so the known ones were confirmed still held and published again.",
             checks.iter().map(|(o, n)| ([("outcome", o.label())], *n)),
         )?;
     }
