@@ -615,3 +615,105 @@ fn sampled_mode_sees_time_wait_with_its_resolution() {
     assert_eq!(to.last(), Some(&State::TimeWait), "{to:?}");
     assert!(to.contains(&State::FinWait2), "{to:?}");
 }
+
+#[test]
+fn simultaneous_close_goes_through_closing_to_a_confirmed_time_wait() {
+    if !can_run() {
+        return;
+    }
+    let _serial = serial();
+    let ns = Netns::new("sim");
+    let port = 7107;
+    const ATTEMPTS: usize = 40;
+    let mut kept = Vec::new();
+    let (reports, outputs) = watch_while(
+        &ns,
+        |o| o.tracker.filter.ports = vec![port],
+        || {
+            let l = ns.run(|| TcpListener::bind(("127.0.0.1", port)).expect("bind"));
+            for _ in 0..ATTEMPTS {
+                let (c, s) = ns.run(|| {
+                    let c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                    let (s, _) = l.accept().expect("accept");
+                    (c, s)
+                });
+                // Both FINs must leave before either arrives: each side is then in
+                // FIN_WAIT_1 when the peer's FIN comes, and tcp_fin() moves it to CLOSING
+                // (RFC 9293 §3.6, simultaneous close). On loopback that is a race, so it
+                // is tried a number of times, each end shut down from its own thread.
+                let go = Arc::new(std::sync::Barrier::new(2));
+                let g = go.clone();
+                let s = std::thread::spawn(move || {
+                    g.wait();
+                    s.shutdown(Shutdown::Write).unwrap();
+                    s
+                });
+                go.wait();
+                c.shutdown(Shutdown::Write).unwrap();
+                let s = s.join().unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+                kept.push((c, s));
+            }
+            std::thread::sleep(PAUSE);
+            // Both ends are closed by the application: each hands over to a timewait
+            // socket (or already did from CLOSING/FIN_WAIT_2).
+            kept.clear();
+            drop(l);
+        },
+        Duration::from_millis(800),
+    );
+    let closing: Vec<&TransitionReport> = reports
+        .iter()
+        .filter_map(|r| match r {
+            Report::Transition(t) if t.from == State::FinWait1 && t.to == State::Closing => Some(t),
+            _ => None,
+        })
+        .collect();
+    if closing.is_empty() {
+        eprintln!(
+            "skipped: no simultaneous close in {ATTEMPTS} attempts (every FIN arrived after \
+             its peer's was acknowledged); nothing to check"
+        );
+        no_instance_left(&outputs);
+        return;
+    }
+    for t in &closing {
+        assert_eq!(t.origin, Origin::Tracepoint);
+        let same = |x: &TransitionReport| x.local == t.local && x.remote == t.remote;
+        // Out of CLOSING: the ACK of its own FIN came; tcp_time_wait() hands the socket
+        // over and the tracepoint says CLOSING → CLOSE; the lookup finds the minisocket.
+        let out = reports
+            .iter()
+            .find_map(|r| match r {
+                Report::Transition(x) if same(x) && x.from == State::Closing => Some(x),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("nothing out of CLOSING for {t:#?}"));
+        assert_eq!(out.to, State::TimeWait, "{out:#?}");
+        assert_eq!(out.kernel, Some((State::Closing, State::Closed)));
+        assert_eq!(out.origin, Origin::TimewaitConfirmed);
+        let life = reports
+            .iter()
+            .find_map(|r| match r {
+                Report::Lifeline(l) if l.local == t.local && l.remote == t.remote => Some(l),
+                _ => None,
+            })
+            .expect("a lifeline (still in TIME_WAIT at exit)");
+        assert_eq!(life.closed_first, Some(Closer::Simultaneous));
+        let seq = states(life);
+        let at = seq
+            .iter()
+            .position(|s| *s == State::FinWait1)
+            .expect("FIN_WAIT_1");
+        assert_eq!(
+            &seq[at..],
+            &[State::FinWait1, State::Closing, State::TimeWait],
+            "{seq:?}"
+        );
+    }
+    eprintln!(
+        "{} of {ATTEMPTS} closes went through CLOSING",
+        closing.len()
+    );
+    no_instance_left(&outputs);
+}
