@@ -90,12 +90,18 @@ impl Script {
     }
 
     /// Into TIME_WAIT as the active closer: close(), ACK of FIN, peer FIN, our ACK.
-    fn enter_time_wait(&mut self) {
+    /// The application closes (or shuts down) its sending side, the FIN goes out, and the
+    /// peer acknowledges it.
+    fn fin_acked_after(&mut self, call: fn(&mut Connection, Duration) -> Result<(), CallError>) {
         self.wait(0.01);
-        self.conn.close(self.now).unwrap();
+        call(&mut self.conn, self.now).unwrap();
         self.expect(F | A, 1, 1, 0);
         self.wait(0.01);
         self.inject(A, 1, 2, 0);
+    }
+
+    fn enter_time_wait(&mut self) {
+        self.fin_acked_after(Connection::close);
         self.state(State::FinWait2);
         self.wait(0.01);
         self.inject(F | A, 1, 2, 0);
@@ -206,11 +212,7 @@ fn d2_linger_zero_sends_rst_and_leaves_nothing() {
 #[test]
 fn e1_orphan_fin_wait_2_data_gets_rst() {
     let mut s = Script::accepted(Profile::linux());
-    s.wait(0.01);
-    s.conn.close(s.now).unwrap();
-    s.expect(F | A, 1, 1, 0);
-    s.wait(0.01);
-    s.inject(A, 1, 2, 0);
+    s.fin_acked_after(Connection::close);
     s.state(State::FinWait2);
     assert_eq!(
         s.conn.time_wait_sock().map(|tw| tw.substate),
@@ -227,11 +229,7 @@ fn e1_orphan_fin_wait_2_data_gets_rst() {
 fn e2_orphan_fin_wait_2_times_out() {
     let mut s = Script::accepted(Profile::linux());
     s.conn.profile_mut().fin_timeout = Some(Duration::from_secs(1));
-    s.wait(0.01);
-    s.conn.close(s.now).unwrap();
-    s.expect(F | A, 1, 1, 0);
-    s.wait(0.01);
-    s.inject(A, 1, 2, 0);
+    s.fin_acked_after(Connection::close);
     s.state(State::FinWait2);
     s.wait(1.5);
     s.state(State::Closed);
@@ -312,11 +310,7 @@ fn k_last_ack_fin_is_retransmitted_on_rto() {
 fn l1_no_time_wait_bucket_after_shutdown() {
     let mut s = Script::accepted(Profile::linux());
     s.conn.profile_mut().time_wait_buckets_exhausted = true;
-    s.wait(0.01);
-    s.conn.shutdown_write(s.now).unwrap();
-    s.expect(F | A, 1, 1, 0);
-    s.wait(0.01);
-    s.inject(A, 1, 2, 0);
+    s.fin_acked_after(Connection::shutdown_write);
     s.state(State::FinWait2);
     s.wait(0.01);
     s.inject(F | A, 1, 2, 0);
@@ -331,11 +325,7 @@ fn l1_no_time_wait_bucket_after_shutdown() {
 fn l2_no_time_wait_bucket_for_orphan() {
     let mut s = Script::accepted(Profile::linux());
     s.conn.profile_mut().time_wait_buckets_exhausted = true;
-    s.wait(0.01);
-    s.conn.close(s.now).unwrap();
-    s.expect(F | A, 1, 1, 0);
-    s.wait(0.01);
-    s.inject(A, 1, 2, 0);
+    s.fin_acked_after(Connection::close);
     s.state(State::Closed);
     s.wait(0.01);
     s.inject(F | A, 1, 2, 0);
