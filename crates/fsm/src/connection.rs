@@ -1196,12 +1196,14 @@ impl Connection {
                     }
                 }
                 self.rtx.sample = None;
+                // RFC 6298 §2.3 (and Karn): the RTO is recomputed from a new sample only;
+                // an ACK of retransmitted data keeps the backed-off value.
+                if let Some(srtt) = self.rtx.srtt {
+                    self.rtx.rto = (srtt + self.rtx.rttvar * 4)
+                        .max(self.profile.rto_min)
+                        .min(self.profile.rto_max);
+                }
             }
-        }
-        if let Some(srtt) = self.rtx.srtt {
-            self.rtx.rto = (srtt + self.rtx.rttvar * 4)
-                .max(self.profile.rto_min)
-                .min(self.profile.rto_max);
         }
         self.rtx.retries = 0;
         if self.snd_una == self.snd_nxt {

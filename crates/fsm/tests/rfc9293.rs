@@ -437,3 +437,30 @@ fn s3_10_7_4_syn_received_answers_unacceptable_ack_with_rst() {
         assert_eq!(c.state(), State::SynReceived);
     }
 }
+
+#[test]
+fn s3_8_1_karn_an_ack_of_retransmitted_data_keeps_the_backed_off_rto() {
+    // RFC 6298 §3 (Karn) and §5.5: no RTT sample from a retransmission, so the RTO stays
+    // backed off until a segment sent once is acknowledged.
+    let mut c = syn_sent();
+    c.handle_segment(t(5), seg(S | A, 500, 101, 0));
+    sent(&mut c);
+    assert_eq!(c.rto(), Duration::from_secs(1), "RFC 6298 lower bound");
+    c.send(t(10), 100).unwrap();
+    sent(&mut c);
+    let first = c.poll_timeout().unwrap();
+    c.handle_timeout(first);
+    assert_eq!(sent(&mut c)[0].len, 100, "retransmitted");
+    assert_eq!(c.rto(), Duration::from_secs(2));
+    c.handle_segment(first + t(5), seg(A, 501, 201, 0));
+    assert_eq!(
+        c.rto(),
+        Duration::from_secs(2),
+        "kept: the ACK gave no sample"
+    );
+    c.send(first + t(10), 100).unwrap();
+    assert_eq!(
+        c.poll_timeout(),
+        Some(first + t(10) + Duration::from_secs(2))
+    );
+}
