@@ -28,30 +28,30 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Live state transitions from the kernel, each connection's lifeline (TIME_WAIT
-    /// included), CLOSE_WAIT warnings, dwell summary.
-    Watch(watch::Args),
     /// Diagnose this host (the default): CLOSE_WAIT leaks, TIME_WAIT pressure, orphans, dead sockets.
     Doctor(doctor::Args),
     /// TCP sockets with state, queues, time in state and owner (like `ss -tanp`).
     Ls(ls::Args),
+    /// Live state transitions from the kernel, each connection's lifeline (TIME_WAIT
+    /// included), CLOSE_WAIT warnings, dwell summary.
+    Watch(watch::Args),
+    /// What a state means, its ways in and out, how long it lasts, what to do.
+    Explain(explain::Args),
+    /// A built-in scenario (two endpoints, the real machine) as a sequence chart.
+    Simulate(simulate::Args),
+    /// The state diagram from the transition table (dot, SVG or Mermaid).
+    Diagram(diagram::Args),
     /// Connections in a pcap/pcapng file: both endpoints' states, who closed first, CLOSE_WAIT
     /// dwell, Zeek conn_state/history (`--zeek` for conn.log lines).
     Capture(capture::Args),
-    /// A built-in scenario (two endpoints, the real machine) as a sequence chart.
-    Simulate(simulate::Args),
-    /// What a state means, its ways in and out, how long it lasts, what to do.
-    Explain(explain::Args),
-    /// Packet scripts (packetdrill subset) against the machine and the real kernel.
-    Conform(conform::Args),
-    /// The state diagram from the transition table (dot, SVG or Mermaid).
-    Diagram(diagram::Args),
-    /// Prometheus metrics for fleets: /metrics with CLOSE_WAIT per process, TIME_WAIT per
-    /// remote, port usage, dead sockets, abort counters (loopback unless --allow-remote).
-    Exporter(exporter::Args),
     /// Model checking: why TIME_WAIT exists (the real machine, a lossy network, shortest
     /// counterexamples as sequence charts).
     Verify(verify::Args),
+    /// Packet scripts (packetdrill subset) against the machine and the real kernel.
+    Conform(conform::Args),
+    /// Prometheus metrics for fleets: /metrics with CLOSE_WAIT per process, TIME_WAIT per
+    /// remote, port usage, dead sockets, abort counters (loopback unless --allow-remote).
+    Exporter(exporter::Args),
 }
 
 fn run() -> anyhow::Result<ExitCode> {
