@@ -3,6 +3,39 @@
 use std::time::Duration;
 use tcpstate_fsm::Profile;
 
+/// Which network namespaces a command looks at: `--netns NAME`, `--netns-pid PID`,
+/// `--all-netns`, or (none given) the caller's own. Shared by ls, doctor, watch, exporter.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct NamespaceArgs {
+    /// Network namespace NAME (/run/netns/NAME, as made by `ip netns add`).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["netns_pid", "all_netns"])]
+    pub netns: Option<String>,
+    /// The network namespace process PID is in.
+    #[arg(long, value_name = "PID", conflicts_with = "all_netns")]
+    pub netns_pid: Option<u32>,
+    /// Every distinct network namespace on the host (needs root); each row or series names
+    /// its namespace.
+    #[arg(long)]
+    pub all_netns: bool,
+}
+
+#[cfg(target_os = "linux")]
+impl NamespaceArgs {
+    /// The host crate's selector for these flags.
+    pub fn selector(&self) -> tcpstate_host::netns::NetnsSelector {
+        use tcpstate_host::netns::NetnsSelector;
+        if self.all_netns {
+            NetnsSelector::All
+        } else if let Some(n) = &self.netns {
+            NetnsSelector::Named(n.clone())
+        } else if let Some(p) = self.netns_pid {
+            NetnsSelector::Pid(p)
+        } else {
+            NetnsSelector::Current
+        }
+    }
+}
+
 /// `--profile linux|rfc`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProfileArg {

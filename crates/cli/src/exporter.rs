@@ -19,15 +19,8 @@ pub struct Args {
     /// Allow a non-loopback --listen address (the metrics name processes and peers).
     #[arg(long)]
     pub allow_remote: bool,
-    /// Network namespace NAME (/run/netns/NAME, as made by `ip netns add`).
-    #[arg(long, value_name = "NAME", conflicts_with_all = ["netns_pid", "all_netns"])]
-    pub netns: Option<String>,
-    /// The network namespace process PID is in.
-    #[arg(long, value_name = "PID", conflicts_with = "all_netns")]
-    pub netns_pid: Option<u32>,
-    /// Every distinct network namespace on the host (needs root); each is a `netns` label.
-    #[arg(long)]
-    pub all_netns: bool,
+    #[command(flatten)]
+    pub namespace: crate::args::NamespaceArgs,
     /// Read /proc/net/tcp{,6} instead of NETLINK_SOCK_DIAG (no CLOSE_WAIT age then).
     #[arg(long)]
     pub proc: bool,
@@ -56,16 +49,7 @@ pub struct Args {
 
 impl Args {
     fn collector_config(&self) -> CollectorConfig {
-        use tcpstate_host::netns::NetnsSelector;
-        let netns = if self.all_netns {
-            NetnsSelector::All
-        } else if let Some(n) = &self.netns {
-            NetnsSelector::Named(n.clone())
-        } else if let Some(p) = self.netns_pid {
-            NetnsSelector::Pid(p)
-        } else {
-            NetnsSelector::Current
-        };
+        let netns = self.namespace.selector();
         CollectorConfig {
             netns,
             proc_only: self.proc,

@@ -11,18 +11,11 @@ use std::time::Duration;
 use tcpstate_host::filter::Filter;
 use tcpstate_host::{Addr, Owner, Snapshot, SockKind, Socket, StateTime, TimerKind};
 
-/// Which network namespaces to look at (shared by `ls` and `doctor`).
+/// Which network namespaces to look at, and how (shared by `ls` and `doctor`).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct NetnsArgs {
-    /// Network namespace NAME (/run/netns/NAME, as made by `ip netns add`).
-    #[arg(long, value_name = "NAME", conflicts_with_all = ["netns_pid", "all_netns"])]
-    pub netns: Option<String>,
-    /// The network namespace process PID is in.
-    #[arg(long, value_name = "PID", conflicts_with = "all_netns")]
-    pub netns_pid: Option<u32>,
-    /// Every distinct network namespace on the host (needs root); a NETNS column is added.
-    #[arg(long)]
-    pub all_netns: bool,
+    #[command(flatten)]
+    pub namespace: crate::args::NamespaceArgs,
     /// Read /proc/net/tcp{,6} instead of NETLINK_SOCK_DIAG (what the fallback does).
     #[arg(long)]
     pub proc: bool,
@@ -31,16 +24,7 @@ pub struct NetnsArgs {
 #[cfg(target_os = "linux")]
 impl NetnsArgs {
     pub fn selector(&self) -> tcpstate_host::netns::NetnsSelector {
-        use tcpstate_host::netns::NetnsSelector;
-        if self.all_netns {
-            NetnsSelector::All
-        } else if let Some(n) = &self.netns {
-            NetnsSelector::Named(n.clone())
-        } else if let Some(p) = self.netns_pid {
-            NetnsSelector::Pid(p)
-        } else {
-            NetnsSelector::Current
-        }
+        self.namespace.selector()
     }
 }
 

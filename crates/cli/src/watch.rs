@@ -50,15 +50,10 @@ pub struct Args {
     /// Stop after this many transitions (after filters).
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
-    /// Watch network namespace NAME (/run/netns/NAME).
-    #[arg(long, value_name = "NAME", conflicts_with_all = ["netns_pid", "all_netns"])]
-    pub netns: Option<String>,
-    /// Watch the network namespace process PID is in.
-    #[arg(long, value_name = "PID", conflicts_with = "all_netns")]
-    pub netns_pid: Option<u32>,
-    /// Every namespace: no namespace check on events; lookups in every namespace.
-    #[arg(long)]
-    pub all_netns: bool,
+    /// --netns / --netns-pid / --all-netns (with --all-netns events are not checked for
+    /// namespace membership and lookups go to every namespace).
+    #[command(flatten)]
+    pub namespace: crate::args::NamespaceArgs,
     /// Sample sock_diag at this interval instead of the tracepoint (no root needed;
     /// transitions between samples are missed).
     #[arg(long, value_name = "INTERVAL", value_parser = parse_duration)]
@@ -104,19 +99,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 #[cfg(target_os = "linux")]
 fn run_linux(args: Args) -> anyhow::Result<ExitCode> {
-    use tcpstate_host::netns::NetnsSelector;
     use tcpstate_watch::session::{self, Mode, Output, SourceInfo, WatchOptions};
     use tcpstate_watch::{Filter, Report, TrackerOptions};
 
-    let netns = if args.all_netns {
-        NetnsSelector::All
-    } else if let Some(n) = &args.netns {
-        NetnsSelector::Named(n.clone())
-    } else if let Some(p) = args.netns_pid {
-        NetnsSelector::Pid(p)
-    } else {
-        NetnsSelector::Current
-    };
+    let netns = args.namespace.selector();
     // Fail early and clearly on a namespace that does not exist.
     tcpstate_host::netns::resolve(&netns).context("cannot watch that network namespace")?;
     let mode = match (args.sample, args.require_trace) {
@@ -129,7 +115,7 @@ fn run_linux(args: Args) -> anyhow::Result<ExitCode> {
         mode,
         tracker: TrackerOptions {
             close_wait_threshold: args.close_wait_threshold,
-            check_membership: !args.all_netns,
+            check_membership: !args.namespace.all_netns,
             timewait_poll: args.timewait_poll,
             filter: Filter {
                 ports: args.port.clone(),
