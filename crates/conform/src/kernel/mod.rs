@@ -4,13 +4,12 @@
 //! calls are real syscalls on real sockets made inside the namespace, shell lines run there
 //! with `/bin/sh`, and states come from sock_diag ([`diag`]).
 
-pub mod diag;
 mod sys;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddrV4};
+use std::net::{IpAddr, Shutdown, SocketAddr, SocketAddrV4};
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -585,15 +584,22 @@ impl Backend for KernelBackend {
     }
 
     fn peer_state(&mut self) -> Result<Option<State>, String> {
-        let sockets = diag::dump_tcp4().map_err(|e| format!("sock_diag dump: {e}"))?;
-        let mut with_peer: Vec<&diag::DiagSocket> = sockets
+        // The calling thread is in the run's namespace: tcpstate-host's sock_diag dump of
+        // "the namespace the calling thread is in" (time-wait sockets with their substate).
+        let sockets = tcpstate_host::snapshot::dump_netlink(
+            "the run's namespace",
+            &tcpstate_host::snapshot::SnapshotOptions::default(),
+        )
+        .map_err(|e| format!("sock_diag dump: {e}"))?;
+        let (local, remote) = (SocketAddr::V4(self.local), SocketAddr::V4(self.remote));
+        let mut with_peer: Vec<&tcpstate_host::Socket> = sockets
             .iter()
-            .filter(|s| *s.remote.ip() == REMOTE_IP && s.state != State::Listen)
+            .filter(|s| s.peer.ip() == IpAddr::V4(REMOTE_IP) && s.state != State::Listen)
             .collect();
         // The script's connection first; among several, a full socket before a time-wait one.
         with_peer.sort_by_key(|s| {
             (
-                s.local != self.local || s.remote != self.remote,
+                s.local != local || s.peer != remote,
                 s.state == State::TimeWait,
             )
         });
