@@ -12,32 +12,13 @@
 mod common;
 
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tcpstate_exporter::{CollectorConfig, DeadOutcome, DeadScan, TcpCollector};
 use tcpstate_host::netns::{self, NetnsSelector};
 
-/// A private namespace, the processes started in it and their files, removed on drop.
-struct Stage {
-    netns: String,
-    dir: PathBuf,
-    children: Vec<Child>,
-}
-
-impl Drop for Stage {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.netns])
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use common::Stage;
 
 impl Stage {
     fn new(tag: &str) -> Option<Stage> {

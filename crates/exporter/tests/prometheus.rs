@@ -11,32 +11,14 @@ mod common;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tcpstate_exporter::{CollectorConfig, DeadScan};
 use tcpstate_host::netns::{self, NetnsSelector};
 
 const LEAKS: usize = 3;
 
-/// Everything the test made, removed on drop (also when an assertion fails).
-struct Staged {
-    netns: String,
-    dir: PathBuf,
-    children: Vec<Child>,
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.netns])
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use common::Stage as Staged;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -129,3 +129,24 @@ pub fn promtool_check_metrics(promtool: &std::path::Path, text: &str) -> Result<
         Err(said)
     }
 }
+
+/// A private network namespace, the processes started in it and their files: everything
+/// a kernel test made, removed on drop (also when an assertion fails).
+pub struct Stage {
+    pub netns: String,
+    pub dir: PathBuf,
+    pub children: Vec<std::process::Child>,
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
