@@ -25,6 +25,7 @@ pub mod decode;
 mod error;
 pub mod reader;
 mod rfc;
+mod sharded;
 pub mod summary;
 mod tracker;
 pub mod zeek;
@@ -35,7 +36,7 @@ pub use rfc::{EndpointFacts, RfcReport, RfcView};
 pub use summary::Summary;
 pub use tracker::{Options, Totals, Tracker};
 
-use decode::{Decoder, Skip};
+use decode::{Decoder, Skip, TcpSegment};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::SocketAddr;
@@ -165,11 +166,32 @@ pub fn analyze_file(
 
 /// Analyse a capture from a reader. On a read error part-way, the connections seen so far
 /// are still reported through `out`, and the error is in [`CaptureSummary::error`].
+/// With [`Options::threads`] above 1 the connection table is sharded over worker threads;
+/// `out` is still called on this thread, with the same reports in the same order.
 pub fn analyze<R: Read>(
-    mut reader: CaptureReader<R>,
+    reader: CaptureReader<R>,
     opts: Options,
     out: &mut dyn FnMut(ConnectionReport),
 ) -> CaptureSummary {
+    if opts.threads > 1 {
+        return sharded::analyze(reader, opts, out);
+    }
+    let mut tracker = Tracker::new(opts.clone());
+    let (mut summary, result) =
+        read_segments(reader, &opts, |ts, seg| tracker.segment(ts, seg, out));
+    summary.totals = tracker.finish(out);
+    summary.error = result.err();
+    summary
+}
+
+/// Read and decode every frame, counting what is skipped; `segment` receives each TCP
+/// segment with its time (in Zeek mode truncated to microseconds, as Zeek reads through
+/// libpcap). The error is the read error that ended the file early, if any.
+pub(crate) fn read_segments<R: Read>(
+    mut reader: CaptureReader<R>,
+    opts: &Options,
+    mut segment: impl FnMut(i64, &TcpSegment),
+) -> (CaptureSummary, Result<(), CaptureError>) {
     let mut summary = CaptureSummary {
         format: Some(reader.format()),
         ..CaptureSummary::default()
@@ -179,8 +201,6 @@ pub fn analyze<R: Read>(
     // Only Zeek mode without -C acts on IPv4 header checksums (it drops such packets).
     decoder.verify_ip_checksums = opts.zeek && !opts.ignore_checksums;
     let zeek_us = opts.zeek;
-    let mut tracker = Tracker::new(opts);
-    // Zeek reads through libpcap as microseconds: keep its arithmetic in Zeek mode.
     let result = loop {
         let pkt = match reader.next_packet() {
             Ok(Some(p)) => p,
@@ -194,13 +214,11 @@ pub fn analyze<R: Read>(
             pkt.ts_ns
         };
         match decoder.decode(&pkt) {
-            Ok(seg) => tracker.segment(ts, &seg, out),
+            Ok(seg) => segment(ts, &seg),
             Err(skip) => record_skip(&mut summary, pkt.offset, skip),
         }
     };
-    summary.totals = tracker.finish(out);
-    summary.error = result.err();
-    summary
+    (summary, result)
 }
 
 fn record_skip(summary: &mut CaptureSummary, offset: u64, skip: Skip) {

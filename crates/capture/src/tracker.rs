@@ -44,6 +44,11 @@ pub struct Options {
     /// [`crate::RfcReport::timeline`]. Off, only the facts and each side's state changes
     /// are kept, which is faster (totals and tables need nothing more). Default: on.
     pub timelines: bool,
+    /// Threads for the connection table: with more than one, connections are sharded by
+    /// 4-tuple over that many workers while the calling thread reads and decodes; the
+    /// reports, their IDs and their order are the same for any count. Default: 1 (all in
+    /// the calling thread).
+    pub threads: usize,
 }
 
 impl Default for Options {
@@ -53,6 +58,7 @@ impl Default for Options {
             ignore_checksums: false,
             server_ports: ServerPorts::default(),
             timelines: true,
+            threads: 1,
         }
     }
 }
@@ -66,12 +72,17 @@ enum TimerKind {
     ClosedIdle,
 }
 
+/// A pending connection timer. Timers due at the same time fire in order of their
+/// connection's first segment, then of arming: an order that does not depend on which other
+/// connections share the table, so that sharded tables finish connections in the order one
+/// table would (field order is the sort order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Timer {
     at: i64,
+    /// The connection's [`Conn::first`].
+    conn: u64,
     order: u64,
     slot: usize,
-    conn_id: u64,
     /// Analyzer-timer generation (bumped by `CancelTimers`) or inactivity generation.
     generation: u32,
     kind: TimerKind,
@@ -122,6 +133,17 @@ impl Hash for FlowKey {
             state.write_u64(w);
         }
     }
+}
+
+/// Which of `n` shards the connection of a segment belongs to: both directions agree, and
+/// every segment of a 4-tuple goes to the same shard (reuse of the tuple included).
+pub(crate) fn shard_of(seg: &TcpSegment, n: usize) -> usize {
+    let k = FlowKey::new(seg.src, seg.dst);
+    let a = (k.lo as u64) ^ ((k.lo >> 64) as u64).rotate_left(32);
+    let b = (k.hi as u64) ^ ((k.hi >> 64) as u64).rotate_left(32);
+    let h = folded_multiply(folded_multiply(a ^ MIX, b ^ k.ports) ^ k.ports, MIX);
+    // Multiply-shift: an even spread over n without a division.
+    ((u128::from(h) * n as u128) >> 64) as usize
 }
 
 /// The connection table's hasher: a folded 64×64→128-bit multiply per word (the mixing of
@@ -176,7 +198,10 @@ impl BuildHasher for FlowHashBuilder {
 }
 
 struct Conn {
+    /// Report ID: connections numbered in order of first segment, from 1.
     id: u64,
+    /// Ordinal of the connection's first segment in the whole capture (unique).
+    first: u64,
     key: FlowKey,
     /// Endpoint 0: the source of the first packet.
     addrs: [SocketAddr; 2],
@@ -206,6 +231,23 @@ pub struct Totals {
     pub connections: u64,
 }
 
+/// When a connection was finished, as a sort key: one table emits its reports in increasing
+/// key order, so the reports of sharded tables merge back into exactly that order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct FinishKey {
+    /// Ordinal of the segment being processed (`u64::MAX`: the end of the capture).
+    pub(crate) ordinal: u64,
+    /// Which step of that segment's processing: timers and reuse, in the mode's order.
+    pub(crate) phase: u8,
+    /// Due time of the timer that finished the connection (0 otherwise).
+    pub(crate) at: i64,
+    /// The connection's first segment ordinal ([`Conn::first`]).
+    pub(crate) conn: u64,
+}
+
+/// Where finished connections go, with their [`FinishKey`].
+pub(crate) type Sink<'a> = dyn FnMut(FinishKey, ConnectionReport) + 'a;
+
 /// The connection table.
 pub struct Tracker {
     opts: Options,
@@ -215,6 +257,10 @@ pub struct Tracker {
     timers: BinaryHeap<Reverse<Timer>>,
     timer_order: u64,
     next_id: u64,
+    /// Ordinal of the segment being processed (the first is 1).
+    ordinal: u64,
+    /// First-segment ordinals of the connections created, when a sharded run asks for them.
+    created: Option<Vec<u64>>,
     network_ns: i64,
     totals: Totals,
 }
@@ -230,6 +276,8 @@ impl Tracker {
             timers: BinaryHeap::new(),
             timer_order: 0,
             next_id: 0,
+            ordinal: 0,
+            created: None,
             network_ns: i64::MIN,
             totals: Totals::default(),
         }
@@ -257,16 +305,22 @@ impl Tracker {
         self.timer_order += 1;
         self.timers.push(Reverse(Timer {
             at,
+            conn: c.first,
             order: self.timer_order,
             slot,
-            conn_id: c.id,
             generation,
             kind,
         }));
     }
 
+    /// Phase of timer-driven finishes within a segment's processing: Zeek expires timers
+    /// before the packet, the RFC view's idle timer runs after it.
+    fn timer_phase(&self) -> u8 {
+        u8::from(!self.opts.zeek)
+    }
+
     /// Run timers due at or before `now` (Zeek: `expire_timers` before each packet).
-    fn advance(&mut self, now: i64, out: &mut dyn FnMut(ConnectionReport)) {
+    fn advance(&mut self, now: i64, out: &mut Sink<'_>) {
         if now > self.network_ns {
             self.network_ns = now;
         }
@@ -279,7 +333,7 @@ impl Tracker {
             let Some(c) = self.slots[t.slot].as_ref() else {
                 continue;
             };
-            if c.id != t.conn_id {
+            if c.first != t.conn {
                 continue;
             }
             let current_gen = if t.kind == TimerKind::Inactivity {
@@ -294,9 +348,15 @@ impl Tracker {
         }
     }
 
-    fn fire(&mut self, t: Timer, now: i64, out: &mut dyn FnMut(ConnectionReport)) {
+    fn fire(&mut self, t: Timer, now: i64, out: &mut Sink<'_>) {
         let Some(c) = self.slots[t.slot].as_ref() else {
             return;
+        };
+        let key = FinishKey {
+            ordinal: self.ordinal,
+            phase: self.timer_phase(),
+            at: t.at,
+            conn: t.conn,
         };
         let z = &c.zeek;
         let (o, r) = (z.orig_index(), z.orig_index() ^ 1);
@@ -308,7 +368,7 @@ impl Tracker {
                     && matches!(z.state(o), Z::SynSent | Z::SynAckSent)
                     && z.state(r) == Z::Inactive
                 {
-                    self.remove(t.slot, out);
+                    self.remove(t.slot, key, out);
                 }
             }
             TimerKind::Expire => {
@@ -323,22 +383,22 @@ impl Tracker {
                             || z.state(0) == Z::Inactive
                             || z.state(1) == Z::Inactive;
                         if done {
-                            self.remove(t.slot, out);
+                            self.remove(t.slot, key, out);
                             return;
                         }
                     }
                     if z.state(0) == Z::Inactive && z.state(1) == Z::Inactive {
-                        self.remove(t.slot, out);
+                        self.remove(t.slot, key, out);
                         return;
                     }
                 }
                 self.add_timer(t.slot, now + TCP_SESSION_TIMER, TimerKind::Expire);
             }
-            TimerKind::ConnDelete => self.remove(t.slot, out),
+            TimerKind::ConnDelete => self.remove(t.slot, key, out),
             TimerKind::Inactivity => {
                 let due = c.last_ns + c.inactivity_timeout;
                 if due <= now {
-                    self.remove(t.slot, out);
+                    self.remove(t.slot, key, out);
                 } else {
                     self.add_timer(t.slot, due, TimerKind::Inactivity);
                 }
@@ -346,7 +406,7 @@ impl Tracker {
             TimerKind::ClosedIdle => {
                 let due = c.last_any_ns + CLOSED_IDLE;
                 if due <= now {
-                    self.remove(t.slot, out);
+                    self.remove(t.slot, key, out);
                 } else {
                     self.add_timer(t.slot, due, TimerKind::ClosedIdle);
                 }
@@ -354,7 +414,7 @@ impl Tracker {
         }
     }
 
-    fn remove(&mut self, slot: usize, out: &mut dyn FnMut(ConnectionReport)) {
+    fn remove(&mut self, slot: usize, key: FinishKey, out: &mut Sink<'_>) {
         // The report is built from the connection in place: a connection is about 2 KB,
         // and moving it out of its slot first costs a copy of all of it.
         let Some(c) = self.slots[slot].as_mut() else {
@@ -367,11 +427,36 @@ impl Tracker {
         self.slots[slot] = None;
         self.free.push(slot);
         self.totals.connections += 1;
-        out(r);
+        out(key, r);
     }
 
     /// Feed one segment captured at `ts_ns`.
     pub fn segment(&mut self, ts_ns: i64, seg: &TcpSegment, out: &mut dyn FnMut(ConnectionReport)) {
+        self.segment_keyed(ts_ns, seg, &mut |_, r| out(r));
+    }
+
+    /// A segment that belongs to another shard's connections: only its time counts here
+    /// (it runs this table's timers exactly as the segment itself would have).
+    pub(crate) fn tick(&mut self, ts_ns: i64, out: &mut Sink<'_>) {
+        self.ordinal += 1;
+        self.advance(ts_ns, out);
+    }
+
+    /// Record the first-segment ordinals of created connections (for a sharded run).
+    pub(crate) fn record_creations(&mut self) {
+        self.created = Some(Vec::new());
+    }
+
+    /// The creations recorded since the last call.
+    pub(crate) fn take_creations(&mut self, into: &mut Vec<u64>) {
+        if let Some(c) = self.created.as_mut() {
+            into.append(c);
+        }
+    }
+
+    /// [`Tracker::segment`], with each finished connection's [`FinishKey`].
+    pub(crate) fn segment_keyed(&mut self, ts_ns: i64, seg: &TcpSegment, out: &mut Sink<'_>) {
+        self.ordinal += 1;
         self.totals.segments += 1;
         let bad = seg.checksum == Checksum::Bad;
         if bad {
@@ -390,7 +475,13 @@ impl Tracker {
         if let Some(s) = slot {
             let c = self.slots[s].as_ref().expect("table points at a live slot");
             if c.zeek.is_reuse(seg.flags, seg.seq) {
-                self.remove(s, out);
+                let key = FinishKey {
+                    ordinal: self.ordinal,
+                    phase: 1 - self.timer_phase(),
+                    at: 0,
+                    conn: c.first,
+                };
+                self.remove(s, key, out);
                 slot = None;
             }
         }
@@ -470,8 +561,12 @@ impl Tracker {
         if flip {
             zeek.flip_roles();
         }
+        if let Some(created) = self.created.as_mut() {
+            created.push(self.ordinal);
+        }
         let conn = Conn {
             id: self.next_id,
+            first: self.ordinal,
             key,
             addrs: [seg.src, seg.dst],
             start_ns: ts_ns,
@@ -503,16 +598,27 @@ impl Tracker {
     }
 
     /// End of capture: report every connection still open, in order of first packet.
-    pub fn finish(mut self, out: &mut dyn FnMut(ConnectionReport)) -> Totals {
+    pub fn finish(self, out: &mut dyn FnMut(ConnectionReport)) -> Totals {
+        self.finish_keyed(&mut |_, r| out(r))
+    }
+
+    /// [`Tracker::finish`], with each connection's [`FinishKey`].
+    pub(crate) fn finish_keyed(mut self, out: &mut Sink<'_>) -> Totals {
         let mut live: Vec<(u64, usize)> = self
             .slots
             .iter()
             .enumerate()
-            .filter_map(|(i, c)| c.as_ref().map(|c| (c.id, i)))
+            .filter_map(|(i, c)| c.as_ref().map(|c| (c.first, i)))
             .collect();
         live.sort_unstable();
-        for (_, slot) in live {
-            self.remove(slot, out);
+        for (first, slot) in live {
+            let key = FinishKey {
+                ordinal: u64::MAX,
+                phase: 0,
+                at: 0,
+                conn: first,
+            };
+            self.remove(slot, key, out);
         }
         self.totals
     }

@@ -104,6 +104,7 @@ fn run(trace: &Path, flags: &str) -> Vec<Row> {
         } else {
             ServerPorts::default_list()
         },
+        ..Options::default()
     };
     let mut rows = Vec::new();
     let summary = analyze_file(trace, opts, &mut |c| rows.push(ours(&c)))

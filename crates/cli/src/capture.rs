@@ -52,6 +52,11 @@ pub struct Args {
     /// states; data and pure ACKs are counted, not drawn). Default text.
     #[arg(long, value_enum, requires = "conn")]
     pub chart: Option<ChartArg>,
+    /// Worker threads for the connection table (connections are sharded by 4-tuple while
+    /// this thread reads and decodes); the output is the same for any count. Default: the
+    /// number of CPUs, at most 8.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
 }
 
 fn ms(d: Duration) -> String {
@@ -464,6 +469,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ignore_checksums: args.ignore_checksums,
         server_ports,
         timelines: args.timelines || args.conn.is_some() || (args.json && !args.summary),
+        threads: args.threads.map_or_else(
+            || {
+                std::thread::available_parallelism()
+                    .map_or(1, usize::from)
+                    .min(8)
+            },
+            usize::from,
+        ),
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
