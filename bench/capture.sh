@@ -5,6 +5,7 @@
 #   sudo bench/capture.sh [CONNECTIONS]      (default 110000: about 1M packets)
 #   sudo PCAP=file.pcap bench/capture.sh     (time an existing capture instead)
 #   KEEP=out.pcap ...                        (keep the generated capture)
+#   CALLGRIND=1 ...                          (also count instructions per packet, one thread)
 #
 # Needs root (netns), tcpdump, tshark, tcptrace, python3, /usr/bin/time, bc. Each tool runs
 # three times on the same file; the fastest run counts (the machine may be shared). Prints
@@ -78,6 +79,13 @@ fi
 PACKETS=$(tcpdump -r "$PCAP" -nn -q 2>/dev/null | wc -l)
 echo "capture: $PACKETS packets, $(stat -c %s "$PCAP") bytes"
 echo "tcpstate: $BIN"
+if [ -n "${CALLGRIND:-}" ] && command -v valgrind >/dev/null; then
+  # Instructions are repeatable where seconds are not (a shared VM): one-core cost per packet.
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$BIN" capture --threads 1 --summary "$PCAP" \
+    >/dev/null 2>"$WORK/cg" || true
+  IR=$(sed -n 's/.*refs: *//p' "$WORK/cg" | tr -d ,)
+  [ -n "$IR" ] && echo "tcpstate capture --threads 1 --summary: $IR instructions, $((IR / PACKETS)) per packet (callgrind)"
+fi
 
 measure() { # name, command... -> "name wall cpu rss_kb" of the fastest of three runs
   local name=$1; shift

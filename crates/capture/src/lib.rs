@@ -26,6 +26,7 @@ mod error;
 pub mod reader;
 mod rfc;
 mod sharded;
+mod short;
 pub mod summary;
 mod tracker;
 pub mod zeek;
@@ -33,6 +34,7 @@ pub mod zeek;
 pub use error::CaptureError;
 pub use reader::{CaptureReader, Format, LinkType, Packet};
 pub use rfc::{EndpointFacts, RfcReport, RfcView};
+pub use short::{History, StateLog};
 pub use summary::Summary;
 pub use tracker::{Options, Totals, Tracker};
 
@@ -48,7 +50,7 @@ pub struct ZeekSummary {
     /// `conn_state`.
     pub conn_state: &'static str,
     /// `history`.
-    pub history: String,
+    pub history: History,
     /// `orig_bytes` (Zeek's sequence-space size).
     pub orig_bytes: u64,
     /// `resp_bytes`.
@@ -104,7 +106,7 @@ impl ConnectionReport {
         let history = if z.history.is_empty() {
             "-"
         } else {
-            &z.history
+            z.history.as_str()
         };
         format!(
             "{ts}\t{uid}\t{}\t{}\t{}\t{}\ttcp\t-\t{dur}\t{ob}\t{rb}\t{}\t-\t-\t{}\t{history}\t{}\t{}\t{}\t{}\t-\t6",
@@ -182,6 +184,27 @@ pub fn analyze<R: Read>(
     summary.totals = tracker.finish(out);
     summary.error = result.err();
     summary
+}
+
+/// Analyse a capture for its totals only: with [`Options::threads`] above 1, each worker
+/// counts its own connections and the totals are merged, so no report crosses threads (the
+/// totals do not depend on the order connections are counted in).
+pub fn summarize<R: Read>(reader: CaptureReader<R>, opts: Options) -> (Summary, CaptureSummary) {
+    if opts.threads > 1 {
+        return sharded::summarize(reader, opts);
+    }
+    let mut totals = Summary::new();
+    let summary = analyze(reader, opts, &mut |c| totals.add(&c));
+    (totals, summary)
+}
+
+/// [`summarize`] a capture file. An error opening the file is an `Err`.
+pub fn summarize_file(
+    path: impl AsRef<Path>,
+    opts: Options,
+) -> Result<(Summary, CaptureSummary), CaptureError> {
+    let reader = CaptureReader::open(path)?;
+    Ok(summarize(reader, opts))
 }
 
 /// Read and decode every frame, counting what is skipped; `segment` receives each TCP

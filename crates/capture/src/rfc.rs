@@ -15,6 +15,7 @@
 //! pure ACKs are counted. Memory per connection is therefore bounded by its control traffic.
 
 use crate::decode::TcpSegment;
+use crate::short::StateLog;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tcpstate_fsm::{
@@ -59,7 +60,7 @@ struct Endpoint {
     undriven_noted: bool,
     /// The machine's states with the time each was entered (the first entry is the state
     /// before the first transition, at time zero): kept even when steps are not recorded.
-    states: Vec<(Duration, State)>,
+    states: StateLog,
 }
 
 /// Per-connection RFC reconstruction in progress.
@@ -85,7 +86,7 @@ pub struct RfcReport {
     pub timeline: Option<Timeline>,
     /// Each side's states with the time it entered them, `[A, B]` (as
     /// [`Timeline::states`] gives them; empty when the machine was never driven).
-    pub states: [Vec<(Duration, State)>; 2],
+    pub states: [StateLog; 2],
     /// Facts per side, `[A, B]`.
     pub facts: [EndpointFacts; 2],
     /// Final state per side per its machine (`None` when the machine could not be driven,
@@ -150,7 +151,7 @@ impl RfcView {
             fin_seq: None,
             facts: EndpointFacts::default(),
             undriven_noted: false,
-            states: Vec::new(),
+            states: StateLog::default(),
         };
         RfcView {
             ep: [ep(a), ep(b)],
@@ -182,8 +183,6 @@ impl RfcView {
             match ev {
                 Event::StateChanged { from, to, trigger } => {
                     if e.states.is_empty() {
-                        // A whole life is about six states: one allocation.
-                        e.states.reserve(8);
                         e.states.push((Duration::ZERO, from));
                     }
                     e.states.push((at, to));
@@ -439,9 +438,7 @@ impl RfcView {
         let (ea, eb) = if orig == 0 { (e0, e1) } else { (e1, e0) };
         for e in [&mut *ea, &mut *eb] {
             // The same order as the timeline's (capture times can step backwards).
-            if !e.states.is_sorted_by_key(|(at, _)| *at) {
-                e.states.sort_by_key(|(at, _)| *at);
-            }
+            e.states.sort_by_time();
         }
         let facts = [std::mem::take(&mut ea.facts), std::mem::take(&mut eb.facts)];
         let final_state = [

@@ -8,8 +8,8 @@
 //! IDs, so the output does not depend on the number of threads.
 
 use crate::decode::TcpSegment;
-use crate::tracker::{shard_of, FinishKey, Totals, Tracker};
-use crate::{CaptureReader, CaptureSummary, ConnectionReport, Options};
+use crate::tracker::{shard_of, FinishKey, FlowHashBuilder, Totals, Tracker};
+use crate::{CaptureReader, CaptureSummary, ConnectionReport, Options, Summary};
 use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
@@ -21,15 +21,27 @@ const BATCH: usize = 2048;
 /// Batches in flight ahead of the merge (bounds memory and report latency).
 const DEPTH: usize = 4;
 
-/// One decoded segment, with the shard that owns its connection.
-struct Item {
-    ts: i64,
-    shard: u32,
-    seg: TcpSegment,
+/// Consecutive segments of the capture. Every worker reads every time (8 bytes a segment)
+/// but only its own shard's segments, so a segment crosses to one other core, not to all.
+#[derive(Default)]
+struct Batch {
+    /// Each segment's time, in capture order.
+    times: Vec<i64>,
+    /// Per shard: (position in `times`, segment), in capture order.
+    shards: Vec<Vec<(u32, TcpSegment)>>,
+}
+
+impl Batch {
+    fn clear(&mut self) {
+        self.times.clear();
+        for s in &mut self.shards {
+            s.clear();
+        }
+    }
 }
 
 enum Job {
-    Batch(Arc<Vec<Item>>),
+    Batch(Arc<Batch>),
     Finish,
 }
 
@@ -40,25 +52,43 @@ struct Done {
     /// Connections it finished, in [`FinishKey`] order.
     reports: Vec<(FinishKey, ConnectionReport)>,
     totals: Option<Totals>,
+    /// In totals-only mode, at the end: its connections' totals.
+    summary: Option<Summary>,
 }
 
-fn worker(me: usize, opts: Options, jobs: Receiver<Job>, done: Sender<Done>) {
+/// What the workers hand back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Output {
+    /// Every report, merged into one table's order on the calling thread.
+    Reports,
+    /// Totals only: each worker counts its own connections into a [`Summary`] (the sum does
+    /// not depend on the order), and no report crosses threads.
+    Totals,
+}
+
+fn worker(me: usize, opts: Options, output: Output, jobs: Receiver<Job>, done: Sender<Done>) {
     let mut tracker = Tracker::new(opts);
-    tracker.record_creations();
+    let mut totals = (output == Output::Totals).then(Summary::new);
+    if output == Output::Reports {
+        tracker.record_creations();
+    }
     // Reports are large: size each batch's list like the last one's, not by doubling.
     let mut expected = 0;
-    while let Ok(Job::Batch(items)) = jobs.recv() {
+    while let Ok(Job::Batch(batch)) = jobs.recv() {
         let mut reports = Vec::with_capacity(expected + expected / 4);
-        let mut sink = |k: FinishKey, r: ConnectionReport| reports.push((k, r));
-        for it in items.iter() {
-            if it.shard as usize == me {
-                tracker.segment_keyed(it.ts, &it.seg, &mut sink);
-            } else {
-                tracker.tick(it.ts, &mut sink);
+        let mut sink = |k: FinishKey, r: ConnectionReport| match totals.as_mut() {
+            Some(s) => s.add(&r),
+            None => reports.push((k, r)),
+        };
+        let mut mine = batch.shards[me].iter().peekable();
+        for (pos, &ts) in batch.times.iter().enumerate() {
+            match mine.next_if(|(p, _)| *p as usize == pos) {
+                Some((_, seg)) => tracker.segment_keyed(ts, seg, &mut sink),
+                None => tracker.tick(ts, &mut sink),
             }
         }
         // Release the batch before reporting, so the reader can reuse its memory.
-        drop(items);
+        drop(batch);
         expected = reports.len();
         let mut created = Vec::new();
         tracker.take_creations(&mut created);
@@ -66,6 +96,7 @@ fn worker(me: usize, opts: Options, jobs: Receiver<Job>, done: Sender<Done>) {
             created,
             reports,
             totals: None,
+            summary: None,
         };
         if done.send(batch_done).is_err() {
             return;
@@ -73,11 +104,15 @@ fn worker(me: usize, opts: Options, jobs: Receiver<Job>, done: Sender<Done>) {
     }
     // Job::Finish, or the reader is gone: report what is still open.
     let mut reports = Vec::new();
-    let totals = tracker.finish_keyed(&mut |k, r| reports.push((k, r)));
+    let counts = tracker.finish_keyed(&mut |k, r| match totals.as_mut() {
+        Some(s) => s.add(&r),
+        None => reports.push((k, r)),
+    });
     let _ = done.send(Done {
         created: Vec::new(),
         reports,
-        totals: Some(totals),
+        totals: Some(counts),
+        summary: totals,
     });
 }
 
@@ -85,45 +120,54 @@ fn worker(me: usize, opts: Options, jobs: Receiver<Job>, done: Sender<Done>) {
 struct Dispatcher<'o> {
     jobs: Vec<SyncSender<Job>>,
     dones: Vec<Receiver<Done>>,
-    batch: Vec<Item>,
-    spare: Vec<Vec<Item>>,
-    in_flight: VecDeque<Arc<Vec<Item>>>,
+    batch: Batch,
+    spare: Vec<Batch>,
+    in_flight: VecDeque<Arc<Batch>>,
     /// Report ID of each open connection, by first-segment ordinal.
-    ids: HashMap<u64, u64>,
+    ids: HashMap<u64, u64, FlowHashBuilder>,
     next_id: u64,
     totals: Totals,
+    /// Totals-only mode: the workers' summaries, merged.
+    summary: Summary,
     /// A worker is gone (it panicked): stop feeding; the scope re-raises its panic.
     broken: bool,
     out: &'o mut dyn FnMut(ConnectionReport),
 }
 
 impl Dispatcher<'_> {
+    fn new_batch(&self) -> Batch {
+        let shards = self.jobs.len().max(1);
+        Batch {
+            times: Vec::with_capacity(BATCH),
+            // Room for an uneven split without regrowing.
+            shards: (0..shards)
+                .map(|_| Vec::with_capacity(BATCH / shards * 2))
+                .collect(),
+        }
+    }
+
     fn push(&mut self, ts: i64, seg: &TcpSegment) {
         if self.broken {
             return;
         }
-        self.batch.push(Item {
-            ts,
-            shard: shard_of(seg, self.jobs.len()) as u32,
-            seg: *seg,
-        });
-        if self.batch.len() == BATCH {
+        let pos = self.batch.times.len() as u32;
+        self.batch.times.push(ts);
+        let shard = shard_of(seg, self.jobs.len());
+        self.batch.shards[shard].push((pos, *seg));
+        if self.batch.times.len() == BATCH {
             self.send_batch();
         }
     }
 
     fn send_batch(&mut self) {
-        let next = self
-            .spare
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(BATCH));
-        let items = Arc::new(std::mem::replace(&mut self.batch, next));
+        let next = self.spare.pop().unwrap_or_else(|| self.new_batch());
+        let batch = Arc::new(std::mem::replace(&mut self.batch, next));
         for tx in &self.jobs {
-            if tx.send(Job::Batch(Arc::clone(&items))).is_err() {
+            if tx.send(Job::Batch(Arc::clone(&batch))).is_err() {
                 self.broken = true;
             }
         }
-        self.in_flight.push_back(items);
+        self.in_flight.push_back(batch);
         while self.in_flight.len() > DEPTH && !self.broken {
             self.merge_oldest();
         }
@@ -141,11 +185,11 @@ impl Dispatcher<'_> {
                 }
             }
         }
-        if let Some(items) = self.in_flight.pop_front() {
+        if let Some(batch) = self.in_flight.pop_front() {
             // Every worker dropped its handle before answering: the memory is ours again.
-            if let Ok(mut v) = Arc::try_unwrap(items) {
-                v.clear();
-                self.spare.push(v);
+            if let Ok(mut b) = Arc::try_unwrap(batch) {
+                b.clear();
+                self.spare.push(b);
             }
         }
         self.merge(dones);
@@ -165,6 +209,9 @@ impl Dispatcher<'_> {
         }
         let mut lists = Vec::with_capacity(dones.len());
         for d in dones {
+            if let Some(s) = d.summary {
+                self.summary.merge(s);
+            }
             if let Some(t) = d.totals {
                 self.totals.segments += t.segments;
                 self.totals.bad_checksums += t.bad_checksums;
@@ -202,17 +249,35 @@ pub(crate) fn analyze<R: Read>(
     opts: Options,
     out: &mut dyn FnMut(ConnectionReport),
 ) -> CaptureSummary {
+    run(reader, opts, Output::Reports, out).1
+}
+
+/// [`crate::summarize`] over `opts.threads` workers.
+pub(crate) fn summarize<R: Read>(
+    reader: CaptureReader<R>,
+    opts: Options,
+) -> (Summary, CaptureSummary) {
+    run(reader, opts, Output::Totals, &mut |_| {})
+}
+
+fn run<R: Read>(
+    reader: CaptureReader<R>,
+    opts: Options,
+    output: Output,
+    out: &mut dyn FnMut(ConnectionReport),
+) -> (Summary, CaptureSummary) {
     let workers = opts.threads.max(1);
     std::thread::scope(|scope| {
         let mut d = Dispatcher {
             jobs: Vec::with_capacity(workers),
             dones: Vec::with_capacity(workers),
-            batch: Vec::with_capacity(BATCH),
+            batch: Batch::default(),
             spare: Vec::new(),
             in_flight: VecDeque::new(),
-            ids: HashMap::new(),
+            ids: HashMap::with_hasher(FlowHashBuilder::random()),
             next_id: 0,
             totals: Totals::default(),
+            summary: Summary::new(),
             broken: false,
             out,
         };
@@ -222,7 +287,7 @@ pub(crate) fn analyze<R: Read>(
             let opts = opts.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("capture-shard-{me}"))
-                .spawn_scoped(scope, move || worker(me, opts, job_rx, done_tx));
+                .spawn_scoped(scope, move || worker(me, opts, output, job_rx, done_tx));
             // Out of threads: shard over the workers there are (the shard of a segment
             // depends only on the worker count, fixed before the first segment).
             if spawned.is_err() {
@@ -233,10 +298,14 @@ pub(crate) fn analyze<R: Read>(
         }
         if d.jobs.is_empty() {
             let single = Options { threads: 1, ..opts };
-            return crate::analyze(reader, single, d.out);
+            return match output {
+                Output::Reports => (Summary::new(), crate::analyze(reader, single, d.out)),
+                Output::Totals => crate::summarize(reader, single),
+            };
         }
+        d.batch = d.new_batch();
         let (mut summary, result) = crate::read_segments(reader, &opts, |ts, seg| d.push(ts, seg));
-        if !d.batch.is_empty() && !d.broken {
+        if !d.batch.times.is_empty() && !d.broken {
             d.send_batch();
         }
         while !d.in_flight.is_empty() && !d.broken {
@@ -258,6 +327,6 @@ pub(crate) fn analyze<R: Read>(
         }
         summary.totals = d.totals;
         summary.error = result.err();
-        summary
+        (d.summary, summary)
     })
 }

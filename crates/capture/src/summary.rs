@@ -65,6 +65,11 @@ impl Dwells {
         percentiles(&mut self.open_ns)
     }
 
+    fn merge(&mut self, other: Dwells) {
+        self.done_ns.extend(other.done_ns);
+        self.open_ns.extend(other.open_ns);
+    }
+
     /// Whether no dwell was recorded.
     pub fn is_empty(&self) -> bool {
         self.done_ns.is_empty() && self.open_ns.is_empty()
@@ -149,6 +154,48 @@ impl Summary {
                     dwells.done_ns.push(ns);
                 }
             }
+        }
+    }
+
+    /// Add another summary's counts (e.g. of other connections of the same capture): the
+    /// result is what counting all their connections into one summary gives.
+    pub fn merge(&mut self, other: Summary) {
+        // Destructured, so that a new field cannot be forgotten here.
+        let Summary {
+            connections,
+            conn_states,
+            resets,
+            ports,
+        } = other;
+        self.connections += connections;
+        for (state, n) in conn_states {
+            *self.conn_states.entry(state).or_default() += n;
+        }
+        for (key, n) in resets {
+            *self.resets.entry(key).or_default() += n;
+        }
+        for (port, o) in ports {
+            let PortSummary {
+                connections,
+                orig_closed_first,
+                resp_closed_first,
+                simultaneous_close,
+                no_fin,
+                reset_by_orig,
+                reset_by_resp,
+                orig_close_wait,
+                resp_close_wait,
+            } = o;
+            let p = self.ports.entry(port).or_default();
+            p.connections += connections;
+            p.orig_closed_first += orig_closed_first;
+            p.resp_closed_first += resp_closed_first;
+            p.simultaneous_close += simultaneous_close;
+            p.no_fin += no_fin;
+            p.reset_by_orig += reset_by_orig;
+            p.reset_by_resp += reset_by_resp;
+            p.orig_close_wait.merge(orig_close_wait);
+            p.resp_close_wait.merge(resp_close_wait);
         }
     }
 

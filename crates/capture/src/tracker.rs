@@ -151,7 +151,7 @@ pub(crate) fn shard_of(seg: &TcpSegment, n: usize) -> usize {
 /// choose colliding tuples without knowing the seed. SipHash (std's default) costs several
 /// times more per lookup, and the table is looked up once per packet.
 #[derive(Clone, Copy)]
-struct FlowHasher(u64);
+pub(crate) struct FlowHasher(u64);
 
 const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
 
@@ -180,10 +180,10 @@ impl Hasher for FlowHasher {
 
 /// Builds [`FlowHasher`]s from one random seed.
 #[derive(Clone, Copy)]
-struct FlowHashBuilder(u64);
+pub(crate) struct FlowHashBuilder(u64);
 
 impl FlowHashBuilder {
-    fn random() -> FlowHashBuilder {
+    pub(crate) fn random() -> FlowHashBuilder {
         // std's RandomState is seeded from the OS once per thread and then varied: borrow
         // its randomness rather than add a dependency.
         FlowHashBuilder(std::collections::hash_map::RandomState::new().hash_one(0u64) | 1)

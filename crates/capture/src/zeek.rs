@@ -11,6 +11,7 @@
 //! This is the Zeek-compatibility layer only: the endpoint states here are Zeek's seven
 //! (INACTIVE .. RESET), not RFC 9293 states, which the fsm machine provides.
 
+use crate::short::History;
 use std::collections::BTreeMap;
 use tcpstate_fsm::Flags;
 
@@ -264,7 +265,7 @@ pub struct ZeekConn {
     ep: [Endpoint; 2],
     /// Index of the current originator.
     orig: usize,
-    history: String,
+    history: History,
     hist_seen: u32,
     is_partial: bool,
     /// Bit 0: first packet from endpoint 0 seen; bit 1: from endpoint 1 (by index).
@@ -289,8 +290,7 @@ impl ZeekConn {
         ZeekConn {
             ep: [Endpoint::new(), Endpoint::new()],
             orig: 0,
-            // Most histories fit ("ShADadFf"): one allocation.
-            history: String::with_capacity(16),
+            history: History::default(),
             hist_seen: 0,
             is_partial: false,
             first_packet_seen: 0,
@@ -308,11 +308,11 @@ impl ZeekConn {
 
     /// The history string.
     pub fn history(&self) -> &str {
-        &self.history
+        self.history.as_str()
     }
 
     /// The history string, moved out (the connection is finished).
-    pub fn take_history(&mut self) -> String {
+    pub fn take_history(&mut self) -> History {
         std::mem::take(&mut self.history)
     }
 
@@ -330,11 +330,11 @@ impl ZeekConn {
     /// `Connection::CheckHistory` via `TCP_Endpoint::CheckHistory`: returns whether the
     /// kind was already seen; adds the letter the first time.
     fn check_history(&mut self, i: usize, mask: u32, code: char) -> bool {
-        if (code == 'A' || code == 'D') && self.history == "H" {
+        if (code == 'A' || code == 'D') && self.history.as_str() == "H" {
             // A connection that began with a SYN-ACK, now with productive traffic: flip
             // and pretend the missing SYN was seen (PR #2191).
             self.flip_roles();
-            self.history = "^h".to_string();
+            self.history.set("^h");
             self.first_packet_seen |= 1 << self.orig;
         }
         let (mask, code) = if self.is_orig(i) {
@@ -999,7 +999,7 @@ impl ZeekConn {
             }
         } else if os == Reset {
             if r_inactive {
-                if rstos0_history(&self.history) {
+                if rstos0_history(self.history.as_str()) {
                     "RSTOS0"
                 } else {
                     "OTH"

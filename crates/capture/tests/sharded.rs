@@ -1,5 +1,6 @@
 //! The sharded analysis (`Options::threads` > 1) must give exactly what one table gives:
-//! the same reports, with the same IDs, in the same order, in every mode. Checked on the
+//! the same reports, with the same IDs, in the same order, in every mode; and `summarize`
+//! the same totals. Checked on the
 //! Zeek corpus and on generated captures built to stress the merge: many interleaved
 //! connections on few 4-tuples (reuse), equal timestamps (timers due at the same time in
 //! different shards), idle gaps that fire Zeek's timers, resets, lost packets, mid-stream
@@ -8,7 +9,7 @@
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use std::path::{Path, PathBuf};
-use tcpstate_capture::{analyze, CaptureReader, Options};
+use tcpstate_capture::{analyze, summarize, CaptureReader, Options};
 
 fn modes() -> Vec<Options> {
     let mut v = Vec::new();
@@ -43,7 +44,49 @@ fn run(bytes: &[u8], opts: &Options, threads: usize) -> String {
     text
 }
 
+/// The totals of `summarize`, as text (dwell lists are compared by their percentiles: their
+/// order is not part of the result).
+fn totals(bytes: &[u8], opts: &Options, threads: usize) -> String {
+    let reader = CaptureReader::new(bytes).expect("a valid capture");
+    let opts = Options {
+        threads,
+        ..opts.clone()
+    };
+    let (mut s, capture) = summarize(reader, opts);
+    let mut text = format!(
+        "{} {:?} {:?} {:?} {}\n",
+        s.connections, s.conn_states, s.resets, capture.totals, capture.frames
+    );
+    for (port, p) in s.ports.iter_mut() {
+        text.push_str(&format!(
+            "{port}: {} {} {} {} {} {} {} {:?} {:?} {:?} {:?}\n",
+            p.connections,
+            p.orig_closed_first,
+            p.resp_closed_first,
+            p.simultaneous_close,
+            p.no_fin,
+            p.reset_by_orig,
+            p.reset_by_resp,
+            p.orig_close_wait.completed(),
+            p.orig_close_wait.still_open(),
+            p.resp_close_wait.completed(),
+            p.resp_close_wait.still_open(),
+        ));
+    }
+    text
+}
+
 fn assert_same_for_any_thread_count(bytes: &[u8], what: &str) {
+    for opts in modes() {
+        let one = totals(bytes, &opts, 1);
+        for threads in [2, 3] {
+            assert_eq!(
+                one,
+                totals(bytes, &opts, threads),
+                "{what}: summarize, {threads} threads"
+            );
+        }
+    }
     for opts in modes() {
         let one = run(bytes, &opts, 1);
         for threads in [2, 3, 5] {

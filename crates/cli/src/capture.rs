@@ -12,7 +12,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tcpstate_capture::summary::{Dwells, Percentiles};
 use tcpstate_capture::zeek::{ServerPorts, PROTOCOL_PORTS};
-use tcpstate_capture::{analyze_file, format_time, ConnectionReport, Options, Summary};
+use tcpstate_capture::{
+    analyze_file, format_time, summarize_file, ConnectionReport, Options, Summary,
+};
 use tcpstate_fsm::{Side, State, StepKind, Timeline};
 
 /// Arguments of `tcpstate capture`.
@@ -140,7 +142,7 @@ fn conn_json(c: &ConnectionReport) -> Value {
         "bad_checksums": c.bad_checksums,
         "zeek": {
             "conn_state": c.zeek.conn_state,
-            "history": c.zeek.history,
+            "history": c.zeek.history.as_str(),
             "orig_bytes": c.zeek.orig_bytes,
             "resp_bytes": c.zeek.resp_bytes,
             "missed_bytes": c.zeek.missed_bytes,
@@ -490,45 +492,50 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         writeln!(out, "{}", tcpstate_capture::ZEEK_HEADER)?;
     }
     let mut header_done = false;
-    let result = analyze_file(&args.file, opts, &mut |c| {
-        if write_err.is_some() {
-            return;
-        }
-        n += 1;
-        if args.summary {
-            totals.add(&c);
-            return;
-        }
-        if let Some(id) = args.conn {
-            if c.id == id {
-                chosen = Some(c);
+    let result = if args.summary {
+        // Totals only: with threads, each worker counts its own connections.
+        summarize_file(&args.file, opts).map(|(s, capture)| {
+            n = s.connections;
+            totals = s;
+            capture
+        })
+    } else {
+        analyze_file(&args.file, opts, &mut |c| {
+            if write_err.is_some() {
+                return;
             }
-            return;
-        }
-        let res = (|| -> std::io::Result<()> {
-            if args.json {
-                conns.push(conn_json(&c));
-            } else if args.zeek {
-                // Zeek's uids are random; these are stable per file (C + connection number).
-                writeln!(out, "{}", c.zeek_line(&format!("C{:016x}", c.id)))?;
-            } else {
-                if !header_done {
-                    let h = TABLE_HEADER;
-                    writeln!(
+            n += 1;
+            if let Some(id) = args.conn {
+                if c.id == id {
+                    chosen = Some(c);
+                }
+                return;
+            }
+            let res = (|| -> std::io::Result<()> {
+                if args.json {
+                    conns.push(conn_json(&c));
+                } else if args.zeek {
+                    // Zeek's uids are random; these are stable per file (C + connection number).
+                    writeln!(out, "{}", c.zeek_line(&format!("C{:016x}", c.id)))?;
+                } else {
+                    if !header_done {
+                        let h = TABLE_HEADER;
+                        writeln!(
                         out,
                         "{:>4}  {:<44} {:>17} {:>11}  {:<11} {:<11} {:<6} {:>11} {:<4} {:<6} {}",
                         h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10]
                     )?;
-                    header_done = true;
+                        header_done = true;
+                    }
+                    table_row(&mut out, &c, args.timelines)?;
                 }
-                table_row(&mut out, &c, args.timelines)?;
+                Ok(())
+            })();
+            if let Err(e) = res {
+                write_err = Some(e);
             }
-            Ok(())
-        })();
-        if let Err(e) = res {
-            write_err = Some(e);
-        }
-    });
+        })
+    };
     if let Some(e) = write_err {
         return Err(e.into());
     }
