@@ -11,8 +11,9 @@
 //! mini-socket with rules of its own (`tcp_timewait_state_process`); it is processed by its
 //! own method and visible through [`Connection::time_wait_sock`].
 
+use crate::profile::SharedProfile;
+use crate::queue::InlineQueue;
 use crate::{CallKind, Flags, Profile, Segment, SegmentKind, SeqNum, State, TimerKind, Trigger};
-use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
@@ -147,7 +148,7 @@ struct Rtx {
 /// `Clone + Eq + Hash`, so a model checker can store and compare whole connections.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Connection {
-    profile: Profile,
+    profile: SharedProfile,
     state: State,
     origin: Origin,
     /// The ISS used by the next open (active or passive); the caller chooses it.
@@ -191,9 +192,18 @@ pub struct Connection {
     ack_pending: bool,
     /// When the last rate-limited out-of-window ACK was sent (`last_oow_ack_time`).
     last_oow_ack: Option<Duration>,
-    transmits: VecDeque<Transmit>,
-    events: VecDeque<Event>,
+    /// Segments to send, until polled. Inline up to a few (no allocation per connection):
+    /// one call queues at most a SYN, an ACK or a FIN, or one segment per MSS of a `send()`.
+    transmits: InlineQueue<Transmit, TRANSMITS_INLINE>,
+    /// Events until polled: one call reports at most a handful (a transition, Connected or
+    /// Readable, PeerClosed, Closed...).
+    events: InlineQueue<Event, EVENTS_INLINE>,
 }
+
+/// Transmits held inline before the queue spills to the heap.
+const TRANSMITS_INLINE: usize = 4;
+/// Events held inline before the queue spills to the heap.
+const EVENTS_INLINE: usize = 4;
 
 impl Connection {
     /// A connection in CLOSED. `iss` is the initial send sequence number it will use (RFC
@@ -201,7 +211,7 @@ impl Connection {
     pub fn new(profile: Profile, iss: SeqNum) -> Connection {
         let rto = profile.rto_initial;
         Connection {
-            profile,
+            profile: SharedProfile::new(profile),
             state: State::Closed,
             origin: Origin::None,
             next_iss: iss,
@@ -236,8 +246,8 @@ impl Connection {
             mini_socket: false,
             ack_pending: false,
             last_oow_ack: None,
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
+            transmits: InlineQueue::new(),
+            events: InlineQueue::new(),
         }
     }
 
@@ -255,7 +265,7 @@ impl Connection {
 
     /// Mutable profile, for knobs that change at run time like a `sysctl` (e.g. `rfc1337`).
     pub fn profile_mut(&mut self) -> &mut Profile {
-        &mut self.profile
+        self.profile.make_mut()
     }
 
     /// Choose the ISS of the next incarnation (active open, or the SYN,ACK of a passive one).
@@ -1184,25 +1194,19 @@ impl Connection {
         if let Some((seq, sent)) = self.rtx.sample {
             if ack.ge(seq) {
                 let r = now.saturating_sub(sent);
-                match self.rtx.srtt {
-                    None => {
-                        self.rtx.srtt = Some(r);
-                        self.rtx.rttvar = r / 2;
-                    }
-                    Some(srtt) => {
-                        let diff = srtt.abs_diff(r);
-                        self.rtx.rttvar = self.rtx.rttvar * 3 / 4 + diff / 4;
-                        self.rtx.srtt = Some(srtt * 7 / 8 + r / 8);
-                    }
-                }
-                self.rtx.sample = None;
                 // RFC 6298 §2.3 (and Karn): the RTO is recomputed from a new sample only;
                 // an ACK of retransmitted data keeps the backed-off value.
-                if let Some(srtt) = self.rtx.srtt {
-                    self.rtx.rto = (srtt + self.rtx.rttvar * 4)
-                        .max(self.profile.rto_min)
-                        .min(self.profile.rto_max);
-                }
+                let (srtt, rttvar, rto) = rtt_sample(
+                    self.rtx.srtt,
+                    self.rtx.rttvar,
+                    r,
+                    self.profile.rto_min,
+                    self.profile.rto_max,
+                );
+                self.rtx.srtt = Some(srtt);
+                self.rtx.rttvar = rttvar;
+                self.rtx.rto = rto;
+                self.rtx.sample = None;
             }
         }
         self.rtx.retries = 0;
@@ -1418,6 +1422,51 @@ pub fn reset_for_unexpected(seg: &Segment) -> Option<Segment> {
     })
 }
 
+/// RFC 6298 §2.2–2.4: SRTT, RTTVAR and the RTO after the RTT sample `r` (`srtt` is `None`
+/// before the first sample), with K = 4, alpha = 1/8, beta = 1/4 and the RTO clamped to
+/// `[min, max]`.
+///
+/// Computed on whole nanoseconds: `Duration`'s `* k` is exact and its `/ k` is the floor of
+/// the nanosecond count divided by k, so `d * 7 / 8` and `n * 7 / 8` on `n = d.as_nanos()`
+/// agree for every `Duration` (u128 holds 7·`Duration::MAX`), while `Duration` re-normalises
+/// seconds and nanoseconds with a division after every operation, which on the capture's
+/// per-ACK path cost more than the rest of the ACK processing.
+fn rtt_sample(
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    r: Duration,
+    min: Duration,
+    max: Duration,
+) -> (Duration, Duration, Duration) {
+    let r = r.as_nanos();
+    let (srtt, rttvar) = match srtt {
+        None => (r, r / 2),
+        Some(srtt) => {
+            let srtt = srtt.as_nanos();
+            let rttvar = rttvar.as_nanos() * 3 / 4 + srtt.abs_diff(r) / 4;
+            (srtt * 7 / 8 + r / 8, rttvar)
+        }
+    };
+    let rto = (srtt + rttvar * 4).max(min.as_nanos()).min(max.as_nanos());
+    (
+        duration_from_nanos(srtt),
+        duration_from_nanos(rttvar),
+        duration_from_nanos(rto),
+    )
+}
+
+/// The `Duration` of `nanos` nanoseconds; the u64 case (up to 584 years) is the cheap one.
+fn duration_from_nanos(nanos: u128) -> Duration {
+    const NANOS_PER_SEC: u128 = 1_000_000_000;
+    match u64::try_from(nanos) {
+        Ok(n) => Duration::from_nanos(n),
+        Err(_) => Duration::new(
+            u64::try_from(nanos / NANOS_PER_SEC).unwrap_or(u64::MAX),
+            (nanos % NANOS_PER_SEC) as u32,
+        ),
+    }
+}
+
 /// `tcp_in_window()` of tcp_minisocks.c: does [seq, end) touch [s_win, e_win]?
 fn tcp_in_window(seq: SeqNum, end: SeqNum, s_win: SeqNum, e_win: SeqNum) -> bool {
     if seq == s_win {
@@ -1427,4 +1476,94 @@ fn tcp_in_window(seq: SeqNum, end: SeqNum, s_win: SeqNum, e_win: SeqNum) -> bool
         return true;
     }
     seq == e_win && seq == end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The RFC 6298 update as it was written with `Duration` operations before
+    /// [`rtt_sample`] moved it to nanoseconds: the reference the new code must match.
+    fn rtt_sample_with_duration_ops(
+        srtt: Option<Duration>,
+        rttvar: Duration,
+        r: Duration,
+        min: Duration,
+        max: Duration,
+    ) -> (Duration, Duration, Duration) {
+        let (srtt, rttvar) = match srtt {
+            None => (r, r / 2),
+            Some(srtt) => {
+                let diff = srtt.abs_diff(r);
+                (srtt * 7 / 8 + r / 8, rttvar * 3 / 4 + diff / 4)
+            }
+        };
+        (srtt, rttvar, (srtt + rttvar * 4).max(min).min(max))
+    }
+
+    /// Durations from nanoseconds to centuries, with sub-second parts, so carries between
+    /// seconds and nanoseconds are exercised.
+    fn duration() -> impl Strategy<Value = Duration> {
+        prop_oneof![
+            (0u64..2_000_000_000).prop_map(Duration::from_nanos),
+            (0u64..4_000, 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+            (0u64..(1 << 40), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+            // Beyond u64 nanoseconds (584 years), where the slow conversion path runs.
+            ((1u64 << 35)..(1 << 50), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+        #[test]
+        fn rtt_sample_matches_duration_arithmetic(
+            srtt in proptest::option::of(duration()),
+            rttvar in duration(),
+            r in duration(),
+            a in duration(),
+            b in duration(),
+        ) {
+            let (min, max) = (a.min(b), a.max(b));
+            prop_assert_eq!(
+                rtt_sample(srtt, rttvar, r, min, max),
+                rtt_sample_with_duration_ops(srtt, rttvar, r, min, max)
+            );
+        }
+    }
+
+    #[test]
+    fn rtt_sample_rfc6298_first_and_later_samples() {
+        let ms = Duration::from_millis;
+        // First sample R: SRTT = R, RTTVAR = R/2, RTO = SRTT + 4·RTTVAR (§2.2).
+        assert_eq!(
+            rtt_sample(None, Duration::ZERO, ms(100), ms(200), ms(120_000)),
+            (ms(100), ms(50), ms(300))
+        );
+        // Later: RTTVAR = 3/4·50 + 1/4·|100 − 60| = 47.5, SRTT = 7/8·100 + 1/8·60 = 95 (§2.3).
+        let (srtt, rttvar, rto) = rtt_sample(Some(ms(100)), ms(50), ms(60), ms(200), ms(120_000));
+        assert_eq!((srtt, rttvar), (ms(95), Duration::from_micros(47_500)));
+        assert_eq!(rto, ms(285));
+        // Clamped to the minimum (§2.4).
+        assert_eq!(rtt_sample(None, Duration::ZERO, ms(1), ms(200), ms(120_000)).2, ms(200));
+    }
+
+    #[test]
+    fn queues_and_shared_profile_keep_connections_comparable() {
+        // Two connections reaching the same state by different queue histories are equal.
+        let mut a = Connection::new(Profile::linux(), SeqNum(100));
+        let mut b = Connection::new(Profile::linux(), SeqNum(100));
+        a.open_passive().unwrap();
+        b.open_passive().unwrap();
+        while a.poll_event().is_some() {}
+        assert_ne!(a, b, "b still holds its StateChanged event");
+        while b.poll_event().is_some() {}
+        assert_eq!(a, b);
+        // A profile changed at run time makes them differ; changing it back makes them equal.
+        a.profile_mut().rfc1337 = true;
+        assert_ne!(a, b);
+        a.profile_mut().rfc1337 = false;
+        assert_eq!(a, b);
+        assert_eq!(a.profile(), &Profile::linux());
+    }
 }

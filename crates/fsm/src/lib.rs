@@ -16,6 +16,7 @@
 mod connection;
 pub mod explain;
 mod profile;
+mod queue;
 pub mod scenarios;
 mod segment;
 mod seq;
