@@ -19,7 +19,7 @@ use crate::short::StateLog;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tcpstate_fsm::{
-    Connection, Event, Flags, Profile, Segment, SeqNum, Side, State, StepKind, Timeline,
+    Connection, Event, Flags, Flavor, Segment, SeqNum, Side, State, StepKind, Timeline,
 };
 
 /// What one endpoint did, as observed.
@@ -271,7 +271,7 @@ impl RfcView {
                 // Made in its slot: a machine is about 430 bytes, not worth a move.
                 let m = self.ep[i]
                     .machine
-                    .insert(Connection::new(Profile::linux(), s.seq));
+                    .insert(Connection::with_flavor(Flavor::Linux, s.seq));
                 let _ = m.open_active(at);
                 self.drain(i, at);
                 return;
@@ -279,7 +279,7 @@ impl RfcView {
             if f.syn() && f.ack() {
                 let m = self.ep[i]
                     .machine
-                    .insert(Connection::new(Profile::linux(), s.seq));
+                    .insert(Connection::with_flavor(Flavor::Linux, s.seq));
                 let _ = m.open_passive();
                 let pending = self.ep[i].pending_syn.take();
                 match pending {

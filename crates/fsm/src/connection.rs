@@ -13,7 +13,9 @@
 
 use crate::profile::SharedProfile;
 use crate::queue::InlineQueue;
-use crate::{CallKind, Flags, Profile, Segment, SegmentKind, SeqNum, State, TimerKind, Trigger};
+use crate::{
+    CallKind, Flags, Flavor, Profile, Segment, SegmentKind, SeqNum, State, TimerKind, Trigger,
+};
 use std::fmt;
 use std::time::Duration;
 
@@ -209,9 +211,19 @@ impl Connection {
     /// A connection in CLOSED. `iss` is the initial send sequence number it will use (RFC
     /// 9293 §3.4.1: the caller's clock-driven or random choice; sans-IO, so it is given).
     pub fn new(profile: Profile, iss: SeqNum) -> Connection {
+        Connection::with_shared_profile(SharedProfile::new(profile), iss)
+    }
+
+    /// `Connection::new(Profile::for_flavor(flavor), iss)`, without building and comparing
+    /// a profile: for callers creating connections by the thousand (the capture analyzer).
+    pub fn with_flavor(flavor: Flavor, iss: SeqNum) -> Connection {
+        Connection::with_shared_profile(SharedProfile::builtin(flavor), iss)
+    }
+
+    fn with_shared_profile(profile: SharedProfile, iss: SeqNum) -> Connection {
         let rto = profile.rto_initial;
         Connection {
-            profile: SharedProfile::new(profile),
+            profile,
             state: State::Closed,
             origin: Origin::None,
             next_iss: iss,
@@ -1545,7 +1557,10 @@ mod tests {
         assert_eq!((srtt, rttvar), (ms(95), Duration::from_micros(47_500)));
         assert_eq!(rto, ms(285));
         // Clamped to the minimum (§2.4).
-        assert_eq!(rtt_sample(None, Duration::ZERO, ms(1), ms(200), ms(120_000)).2, ms(200));
+        assert_eq!(
+            rtt_sample(None, Duration::ZERO, ms(1), ms(200), ms(120_000)).2,
+            ms(200)
+        );
     }
 
     #[test]
@@ -1565,5 +1580,22 @@ mod tests {
         a.profile_mut().rfc1337 = false;
         assert_eq!(a, b);
         assert_eq!(a.profile(), &Profile::linux());
+    }
+
+    #[test]
+    fn with_flavor_is_new_with_the_flavors_profile() {
+        for flavor in [Flavor::Linux, Flavor::Rfc9293] {
+            let mut a = Connection::with_flavor(flavor, SeqNum(7));
+            let mut b = Connection::new(Profile::for_flavor(flavor), SeqNum(7));
+            assert_eq!(a, b);
+            assert_eq!(a.profile(), &Profile::for_flavor(flavor));
+            a.open_active(Duration::ZERO).unwrap();
+            b.open_active(Duration::ZERO).unwrap();
+            assert_eq!(a, b);
+            assert_eq!(
+                a.poll_transmit(Duration::ZERO),
+                b.poll_transmit(Duration::ZERO)
+            );
+        }
     }
 }

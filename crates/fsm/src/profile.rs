@@ -233,6 +233,14 @@ pub(crate) enum SharedProfile {
 }
 
 impl SharedProfile {
+    /// The built-in profile of a flavor ([`Profile::for_flavor`]).
+    pub(crate) fn builtin(flavor: Flavor) -> SharedProfile {
+        SharedProfile::Builtin(match flavor {
+            Flavor::Rfc9293 => &RFC9293,
+            Flavor::Linux => &LINUX,
+        })
+    }
+
     pub(crate) fn new(profile: Profile) -> SharedProfile {
         if profile == LINUX {
             SharedProfile::Builtin(&LINUX)
