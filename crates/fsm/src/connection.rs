@@ -139,8 +139,10 @@ struct Rtx {
     deadline: Option<Duration>,
     rto: Duration,
     retries: u32,
-    srtt: Option<Duration>,
-    rttvar: Duration,
+    /// SRTT and RTTVAR in nanoseconds (u128 holds any `Duration`), kept as integers between
+    /// samples so that an update converts only the sample and the resulting RTO.
+    srtt: Option<u128>,
+    rttvar: u128,
     /// Karn's algorithm: time a segment ending at this sequence number, unless retransmitted.
     sample: Option<(SeqNum, Duration)>,
 }
@@ -249,7 +251,7 @@ impl Connection {
                 rto,
                 retries: 0,
                 srtt: None,
-                rttvar: Duration::ZERO,
+                rttvar: 0,
                 sample: None,
             },
             time_wait_deadline: None,
@@ -1444,27 +1446,19 @@ pub fn reset_for_unexpected(seg: &Segment) -> Option<Segment> {
 /// seconds and nanoseconds with a division after every operation, which on the capture's
 /// per-ACK path cost more than the rest of the ACK processing.
 fn rtt_sample(
-    srtt: Option<Duration>,
-    rttvar: Duration,
+    srtt: Option<u128>,
+    rttvar: u128,
     r: Duration,
     min: Duration,
     max: Duration,
-) -> (Duration, Duration, Duration) {
+) -> (u128, u128, Duration) {
     let r = r.as_nanos();
     let (srtt, rttvar) = match srtt {
         None => (r, r / 2),
-        Some(srtt) => {
-            let srtt = srtt.as_nanos();
-            let rttvar = rttvar.as_nanos() * 3 / 4 + srtt.abs_diff(r) / 4;
-            (srtt * 7 / 8 + r / 8, rttvar)
-        }
+        Some(srtt) => (srtt * 7 / 8 + r / 8, rttvar * 3 / 4 + srtt.abs_diff(r) / 4),
     };
     let rto = (srtt + rttvar * 4).max(min.as_nanos()).min(max.as_nanos());
-    (
-        duration_from_nanos(srtt),
-        duration_from_nanos(rttvar),
-        duration_from_nanos(rto),
-    )
+    (srtt, rttvar, duration_from_nanos(rto))
 }
 
 /// The `Duration` of `nanos` nanoseconds; the u64 case (up to 584 years) is the cheap one.
@@ -1537,8 +1531,10 @@ mod tests {
             b in duration(),
         ) {
             let (min, max) = (a.min(b), a.max(b));
+            let (s, v, rto) =
+                rtt_sample(srtt.map(|d| d.as_nanos()), rttvar.as_nanos(), r, min, max);
             prop_assert_eq!(
-                rtt_sample(srtt, rttvar, r, min, max),
+                (duration_from_nanos(s), duration_from_nanos(v), rto),
                 rtt_sample_with_duration_ops(srtt, rttvar, r, min, max)
             );
         }
@@ -1547,20 +1543,22 @@ mod tests {
     #[test]
     fn rtt_sample_rfc6298_first_and_later_samples() {
         let ms = Duration::from_millis;
+        let ns = |d: Duration| d.as_nanos();
         // First sample R: SRTT = R, RTTVAR = R/2, RTO = SRTT + 4·RTTVAR (§2.2).
         assert_eq!(
-            rtt_sample(None, Duration::ZERO, ms(100), ms(200), ms(120_000)),
-            (ms(100), ms(50), ms(300))
+            rtt_sample(None, 0, ms(100), ms(200), ms(120_000)),
+            (ns(ms(100)), ns(ms(50)), ms(300))
         );
         // Later: RTTVAR = 3/4·50 + 1/4·|100 − 60| = 47.5, SRTT = 7/8·100 + 1/8·60 = 95 (§2.3).
-        let (srtt, rttvar, rto) = rtt_sample(Some(ms(100)), ms(50), ms(60), ms(200), ms(120_000));
-        assert_eq!((srtt, rttvar), (ms(95), Duration::from_micros(47_500)));
+        let (srtt, rttvar, rto) =
+            rtt_sample(Some(ns(ms(100))), ns(ms(50)), ms(60), ms(200), ms(120_000));
+        assert_eq!(
+            (srtt, rttvar),
+            (ns(ms(95)), ns(Duration::from_micros(47_500)))
+        );
         assert_eq!(rto, ms(285));
         // Clamped to the minimum (§2.4).
-        assert_eq!(
-            rtt_sample(None, Duration::ZERO, ms(1), ms(200), ms(120_000)).2,
-            ms(200)
-        );
+        assert_eq!(rtt_sample(None, 0, ms(1), ms(200), ms(120_000)).2, ms(200));
     }
 
     #[test]
