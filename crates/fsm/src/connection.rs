@@ -355,6 +355,7 @@ impl Connection {
     // ----- polling ----------------------------------------------------------------------
 
     /// The next segment to send, if any.
+    #[inline]
     pub fn poll_transmit(&mut self, _now: Duration) -> Option<Transmit> {
         self.transmits.pop_front()
     }
@@ -379,6 +380,7 @@ impl Connection {
     }
 
     /// The next event, if any.
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }

@@ -4,7 +4,7 @@
 //! caller polls them, which callers do after every call: the queues hold a handful of
 //! elements at a time. A `VecDeque` would allocate on the first push of every connection
 //! (and the capture analyzer drives two connections per TCP connection it sees), so the
-//! first `N` elements are kept in a ring inside the connection, and only a burst longer
+//! first `N` elements are kept inside the connection, and only a burst longer
 //! than that (a large `send()` cut into many segments) spills to the heap.
 //!
 //! Equality and hashing see only the queued elements, in order, never where they sit: a
@@ -17,17 +17,22 @@ use std::hash::{Hash, Hasher};
 
 /// FIFO of `Copy` elements: up to `N` inline, the rest in a heap `VecDeque`.
 ///
-/// Invariant: every element of the ring was queued before every element of `overflow`, so
-/// a push goes to `overflow` whenever that is not empty (or the ring is full), and a pop
-/// takes from the ring first.
+/// The inline part is a plain slice `buf[start..end]` rather than a ring: callers drain the
+/// queue after every call, and an emptied queue starts over at slot 0, so no index wraps
+/// (a push or pop is a compare, a copy and an increment). A caller that leaves elements
+/// queued while pushing more just spills sooner.
+///
+/// Invariant: every inline element was queued before every element of `overflow`, so a
+/// push goes to `overflow` whenever that is not empty (or the slots are used up), and a pop
+/// takes from the inline part first.
 #[derive(Clone)]
 pub(crate) struct InlineQueue<T: Copy, const N: usize> {
-    /// Slots `head, head+1, .. head+len-1` (modulo `N`) are `Some`, the others `None`.
-    /// `Option` costs no space for the element types used here (they have a niche), and
-    /// keeps the buffer initialised without a placeholder value.
-    ring: [Option<T>; N],
-    head: u8,
-    len: u8,
+    /// `buf[start..end]` are queued, and `Some`. Slots outside that range are stale or
+    /// `None` and never read: `Option` keeps the buffer initialised without a placeholder
+    /// value, and costs no space for the element types used here (they have a niche).
+    buf: [Option<T>; N],
+    start: u8,
+    end: u8,
     /// Allocated on the first spill and kept (empty) afterwards, so a connection that
     /// bursts once does not allocate again for every burst. Boxed (the lint's extra
     /// allocation happens only on a spill) so that it costs every connection 8 bytes, not a
@@ -37,15 +42,15 @@ pub(crate) struct InlineQueue<T: Copy, const N: usize> {
 }
 
 impl<T: Copy, const N: usize> InlineQueue<T, N> {
-    /// Compile-time check: the ring indices fit the `u8` fields.
+    /// Compile-time check: the indices fit the `u8` fields.
     const FITS: () = assert!(N > 0 && N <= u8::MAX as usize);
 
     pub(crate) fn new() -> Self {
         let () = Self::FITS;
         InlineQueue {
-            ring: [None; N],
-            head: 0,
-            len: 0,
+            buf: [None; N],
+            start: 0,
+            end: 0,
             overflow: None,
         }
     }
@@ -55,36 +60,49 @@ impl<T: Copy, const N: usize> InlineQueue<T, N> {
     }
 
     pub(crate) fn len(&self) -> usize {
-        usize::from(self.len) + self.overflow_len()
+        usize::from(self.end - self.start) + self.overflow_len()
     }
 
+    #[inline]
     pub(crate) fn push_back(&mut self, value: T) {
-        let len = usize::from(self.len);
-        if len < N && self.overflow_len() == 0 {
-            self.ring[(usize::from(self.head) + len) % N] = Some(value);
-            self.len += 1;
+        let end = usize::from(self.end);
+        if end < N && self.overflow_len() == 0 {
+            self.buf[end] = Some(value);
+            self.end += 1;
         } else {
-            self.overflow
-                .get_or_insert_with(Default::default)
-                .push_back(value);
+            self.spill(value);
         }
     }
 
+    #[cold]
+    fn spill(&mut self, value: T) {
+        self.overflow
+            .get_or_insert_with(Default::default)
+            .push_back(value);
+    }
+
+    #[inline]
     pub(crate) fn pop_front(&mut self) -> Option<T> {
-        if self.len == 0 {
-            return self.overflow.as_mut().and_then(|o| o.pop_front());
+        if self.start < self.end {
+            let value = self.buf[usize::from(self.start)];
+            self.start += 1;
+            if self.start == self.end {
+                self.start = 0;
+                self.end = 0;
+            }
+            return value;
         }
-        let head = usize::from(self.head);
-        self.head = ((head + 1) % N) as u8;
-        self.len -= 1;
-        self.ring[head].take()
+        match self.overflow.as_mut() {
+            Some(o) => o.pop_front(),
+            None => None,
+        }
     }
 
     /// The queued elements, oldest first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> + '_ {
-        let head = usize::from(self.head);
-        (0..usize::from(self.len))
-            .filter_map(move |i| self.ring[(head + i) % N].as_ref())
+        self.buf[usize::from(self.start)..usize::from(self.end)]
+            .iter()
+            .flatten()
             .chain(self.overflow.iter().flat_map(|o| o.iter()))
     }
 }
@@ -165,7 +183,7 @@ mod tests {
             other in proptest::collection::vec(any::<u8>(), 0..12),
         ) {
             let mut a: InlineQueue<u8, 4> = InlineQueue::new();
-            // Move the ring head and possibly leave an empty spill buffer behind.
+            // Move the start index and possibly leave an empty spill buffer behind.
             for i in 0..skew + burst {
                 a.push_back(i as u8);
             }
