@@ -178,7 +178,7 @@ impl RfcView {
         let Some(m) = e.machine.as_mut() else {
             return;
         };
-        while m.poll_transmit(at).is_some() {}
+        m.discard_transmits();
         while let Some(ev) = m.poll_event() {
             match ev {
                 Event::StateChanged { from, to, trigger } => {

@@ -360,6 +360,14 @@ impl Connection {
         self.transmits.pop_front()
     }
 
+    /// Drop every segment waiting to be sent, as polling them all and ignoring them would:
+    /// for callers that follow only the states (the capture analyzer sees the real segments
+    /// on the wire).
+    #[inline]
+    pub fn discard_transmits(&mut self) {
+        self.transmits.clear();
+    }
+
     /// The earliest deadline of the running timers (retransmission, TIME_WAIT, FIN_WAIT_2,
     /// user timeout), each independent of the others.
     pub fn poll_timeout(&self) -> Option<Duration> {
@@ -1580,6 +1588,31 @@ mod tests {
         a.profile_mut().rfc1337 = false;
         assert_eq!(a, b);
         assert_eq!(a.profile(), &Profile::linux());
+    }
+
+    #[test]
+    fn discard_transmits_is_polling_them_all() {
+        let mut a = Connection::new(Profile::linux(), SeqNum(1));
+        a.open_passive().unwrap();
+        a.handle_segment(
+            Duration::ZERO,
+            Segment::control(SeqNum(9), SeqNum(0), Flags::SYN, 0),
+        );
+        a.handle_segment(
+            Duration::ZERO,
+            Segment::control(SeqNum(10), SeqNum(2), Flags::ACK, 0),
+        );
+        // More segments than fit inline: one per MSS.
+        a.send(Duration::ZERO, 10 * a.profile().mss).unwrap();
+        let mut b = a.clone();
+        a.discard_transmits();
+        let mut polled = 0;
+        while b.poll_transmit(Duration::ZERO).is_some() {
+            polled += 1;
+        }
+        assert_eq!(polled, 11, "SYN,ACK and ten data segments");
+        assert_eq!(a, b);
+        assert_eq!(a.poll_transmit(Duration::ZERO), None);
     }
 
     #[test]

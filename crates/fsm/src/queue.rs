@@ -98,6 +98,16 @@ impl<T: Copy, const N: usize> InlineQueue<T, N> {
         }
     }
 
+    /// Drop every queued element.
+    #[inline]
+    pub(crate) fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+        if let Some(o) = self.overflow.as_mut() {
+            o.clear();
+        }
+    }
+
     /// The queued elements, oldest first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> + '_ {
         self.buf[usize::from(self.start)..usize::from(self.end)]
@@ -167,6 +177,12 @@ mod tests {
                 prop_assert_eq!(q.len(), model.len());
                 prop_assert!(q.iter().eq(model.iter()));
             }
+            let mut cleared = q.clone();
+            cleared.clear();
+            prop_assert_eq!(cleared.len(), 0);
+            prop_assert_eq!(cleared.pop_front(), None);
+            cleared.push_back(7);
+            prop_assert_eq!(cleared.pop_front(), Some(7));
             while let Some(v) = model.pop_front() {
                 prop_assert_eq!(q.pop_front(), Some(v));
             }
