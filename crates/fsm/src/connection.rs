@@ -196,16 +196,19 @@ pub struct Connection {
     ack_pending: bool,
     /// When the last rate-limited out-of-window ACK was sent (`last_oow_ack_time`).
     last_oow_ack: Option<Duration>,
-    /// Segments to send, until polled. Inline up to a few (no allocation per connection):
-    /// one call queues at most a SYN, an ACK or a FIN, or one segment per MSS of a `send()`.
+    /// Segments to send, until polled, inline up to two (no allocation per connection). A
+    /// call usually queues one (a SYN, an ACK, a RST, a retransmission, or data up to one
+    /// MSS with its FIN); data of more than two MSS at once spills to the heap.
     transmits: InlineQueue<Transmit, TRANSMITS_INLINE>,
     /// Events until polled: one call reports at most a handful (a transition, Connected or
     /// Readable, PeerClosed, Closed...).
     events: InlineQueue<Event, EVENTS_INLINE>,
 }
 
-/// Transmits held inline before the queue spills to the heap.
-const TRANSMITS_INLINE: usize = 4;
+/// Transmits held inline before the queue spills to the heap. Each costs 24 bytes in every
+/// connection; two instead of four measured 0.3 % fewer instructions for the capture
+/// analyzer (smaller moves of its connection table entries), with no spill on its corpus.
+const TRANSMITS_INLINE: usize = 2;
 /// Events held inline before the queue spills to the heap.
 const EVENTS_INLINE: usize = 4;
 

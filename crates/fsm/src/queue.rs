@@ -25,7 +25,6 @@ use std::hash::{Hash, Hasher};
 /// Invariant: every inline element was queued before every element of `overflow`, so a
 /// push goes to `overflow` whenever that is not empty (or the slots are used up), and a pop
 /// takes from the inline part first.
-#[derive(Clone)]
 pub(crate) struct InlineQueue<T: Copy, const N: usize> {
     /// `buf[start..end]` are queued, and `Some`. Slots outside that range are stale or
     /// `None` and never read: `Option` keeps the buffer initialised without a placeholder
@@ -114,6 +113,20 @@ impl<T: Copy, const N: usize> InlineQueue<T, N> {
             .iter()
             .flatten()
             .chain(self.overflow.iter().flat_map(|o| o.iter()))
+    }
+}
+
+impl<T: Copy, const N: usize> Clone for InlineQueue<T, N> {
+    /// Like a derived clone, but an empty spill buffer is not copied: a model checker clones
+    /// connections by the million, and one burst in a connection's past should not cost
+    /// every clone an allocation.
+    fn clone(&self) -> Self {
+        InlineQueue {
+            buf: self.buf,
+            start: self.start,
+            end: self.end,
+            overflow: self.overflow.as_ref().filter(|o| !o.is_empty()).cloned(),
+        }
     }
 }
 
