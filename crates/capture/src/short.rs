@@ -32,6 +32,15 @@ impl History {
         }
     }
 
+    /// The letters as bytes (no UTF-8 check: for comparisons on the per-packet path).
+    pub fn as_bytes(&self) -> &[u8] {
+        if self.spill.is_empty() {
+            &self.inline[..usize::from(self.len)]
+        } else {
+            self.spill.as_bytes()
+        }
+    }
+
     /// Append one letter.
     pub(crate) fn push(&mut self, c: char) {
         let n = usize::from(self.len);
@@ -78,13 +87,13 @@ impl fmt::Debug for History {
 
 impl PartialEq<str> for History {
     fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
+        self.as_bytes() == other.as_bytes()
     }
 }
 
 impl PartialEq<&str> for History {
     fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
+        self.as_bytes() == other.as_bytes()
     }
 }
 

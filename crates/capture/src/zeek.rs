@@ -330,7 +330,7 @@ impl ZeekConn {
     /// `Connection::CheckHistory` via `TCP_Endpoint::CheckHistory`: returns whether the
     /// kind was already seen; adds the letter the first time.
     fn check_history(&mut self, i: usize, mask: u32, code: char) -> bool {
-        if (code == 'A' || code == 'D') && self.history.as_str() == "H" {
+        if (code == 'A' || code == 'D') && self.history == "H" {
             // A connection that began with a SYN-ACK, now with productive traffic: flip
             // and pretend the missing SYN was seen (PR #2191).
             self.flip_roles();
