@@ -135,6 +135,18 @@ impl CaptureReader<File> {
     }
 }
 
+/// A pcap record header's `ts_sec`, `ts_usec` (or nanoseconds), `incl_len`, `orig_len`.
+#[inline(always)]
+fn pcap_record_fields(h: &[u8; 16], be: bool) -> [u32; 4] {
+    let w = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+    let fields = [w(0), w(4), w(8), w(12)];
+    if be {
+        fields.map(u32::swap_bytes)
+    } else {
+        fields
+    }
+}
+
 fn u16_at(b: &[u8], at: usize, be: bool) -> u16 {
     let v = [b[at], b[at + 1]];
     if be {
@@ -232,10 +244,18 @@ impl<R: Read> CaptureReader<R> {
 
     /// Make at least `n` unread bytes available (fewer only at end of file); returns how
     /// many of the `n` are.
+    #[inline]
     fn fill(&mut self, n: usize) -> Result<usize, CaptureError> {
         if self.end - self.pos >= n {
             return Ok(n);
         }
+        self.refill(n)
+    }
+
+    /// [`Self::fill`] when the read-ahead runs short: once per chunk, not per packet.
+    #[cold]
+    #[inline(never)]
+    fn refill(&mut self, n: usize) -> Result<usize, CaptureError> {
         if self.pos > 0 {
             // Move the unread tail to the front: at most one record's worth of bytes.
             self.buf.copy_within(self.pos..self.end, 0);
@@ -275,6 +295,7 @@ impl<R: Read> CaptureReader<R> {
 
     /// The next packet, `Ok(None)` at a clean end of file.
     #[allow(clippy::should_implement_trait)]
+    #[inline]
     pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, CaptureError> {
         match self.format {
             Format::Pcap { nanos, big_endian } => self.next_pcap(nanos, big_endian),
@@ -282,25 +303,18 @@ impl<R: Read> CaptureReader<R> {
         }
     }
 
+    #[inline]
     fn next_pcap(&mut self, nanos: bool, be: bool) -> Result<Option<Packet<'_>>, CaptureError> {
         let start = self.offset;
-        let got = self.fill(16)?;
-        if got == 0 {
-            return Ok(None);
-        }
-        if got < 16 {
-            return Err(CaptureError::Truncated {
-                offset: start,
-                what: "pcap record header",
-                needed: 16,
-                available: got as u64,
-            });
-        }
-        let hdr = self.window(0, 16);
-        let secs = u32_at(hdr, 0, be);
-        let frac = u32_at(hdr, 4, be);
-        let incl = u32_at(hdr, 8, be);
-        let orig = u32_at(hdr, 12, be);
+        // The record header's four fields straight from the read-ahead (one length check
+        // for all of them); the buffer is borrowed again only for the returned packet.
+        let [secs, frac, incl, orig] = match self.buf[self.pos..self.end].first_chunk::<16>() {
+            Some(hdr) => pcap_record_fields(hdr, be),
+            None => match self.pcap_record_header(start)? {
+                Some(hdr) => pcap_record_fields(&hdr, be),
+                None => return Ok(None),
+            },
+        };
         if u64::from(incl) > MAX_RECORD {
             return Err(CaptureError::AbsurdLength {
                 offset: start,
@@ -333,6 +347,26 @@ impl<R: Read> CaptureReader<R> {
             offset: start,
             interface: 0,
         }))
+    }
+
+    /// A pcap record header that is not all in the read-ahead yet: `None` at a clean end of
+    /// file (no byte of a next record), an error when the file ends inside the header.
+    #[cold]
+    #[inline(never)]
+    fn pcap_record_header(&mut self, start: u64) -> Result<Option<[u8; 16]>, CaptureError> {
+        let got = self.fill(16)?;
+        if got == 0 {
+            return Ok(None);
+        }
+        match self.window(0, got).first_chunk::<16>() {
+            Some(hdr) => Ok(Some(*hdr)),
+            None => Err(CaptureError::Truncated {
+                offset: start,
+                what: "pcap record header",
+                needed: 16,
+                available: got as u64,
+            }),
+        }
     }
 
     /// Fill a whole block of `total` bytes, or say how much of it the file has.
