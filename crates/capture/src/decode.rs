@@ -200,8 +200,12 @@ impl Decoder {
         if proto != 6 {
             return Err(Skip::NotTcp);
         }
-        let src = IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15]));
-        let dst = IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19]));
+        let src = IpAddr::V4(Ipv4Addr::from_bits(u32::from_be_bytes([
+            h[12], h[13], h[14], h[15],
+        ])));
+        let dst = IpAddr::V4(Ipv4Addr::from_bits(u32::from_be_bytes([
+            h[16], h[17], h[18], h[19],
+        ])));
         let header_ok = !self.verify_ip_checksums || ones_complement(&ip[..ihl], 0) == 0xffff;
         let available = &ip[ihl..end.min(ip.len())];
         let payload_len = end - ihl;
@@ -501,8 +505,10 @@ fn add_with_carry(a: u64, b: u64) -> u64 {
 ///
 /// Eight bytes at a time as big-endian `u64` words with end-around carry, folded once at
 /// the end: the same result as summing 16-bit words (2^16 = 1 modulo 0xffff, and the
-/// accumulator is zero only if every word was), at a quarter of the additions.
-#[inline]
+/// accumulator is zero only if every word was), at a quarter of the additions. Inlined:
+/// for the tens of bytes of a typical segment the call and the loop setup would cost as
+/// much as the loop.
+#[inline(always)]
 pub fn ones_complement(data: &[u8], initial: u64) -> u16 {
     let (words, rest) = data.as_chunks::<8>();
     let mut sum = initial;
