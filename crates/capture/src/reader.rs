@@ -135,6 +135,18 @@ impl CaptureReader<File> {
     }
 }
 
+/// A pcap record's timestamp in nanoseconds (the fraction is in µs unless the file's magic
+/// said ns).
+#[inline(always)]
+fn pcap_ts_ns(secs: u32, frac: u32, nanos: bool) -> i64 {
+    let frac_ns = if nanos {
+        i64::from(frac)
+    } else {
+        i64::from(frac) * 1000
+    };
+    i64::from(secs) * 1_000_000_000 + frac_ns
+}
+
 /// A pcap record header's `ts_sec`, `ts_usec` (or nanoseconds), `incl_len`, `orig_len`.
 #[inline(always)]
 fn pcap_record_fields(h: &[u8; 16], be: bool) -> [u32; 4] {
@@ -305,15 +317,47 @@ impl<R: Read> CaptureReader<R> {
 
     #[inline]
     fn next_pcap(&mut self, nanos: bool, be: bool) -> Result<Option<Packet<'_>>, CaptureError> {
+        // Fast path: the whole record (header and data) is already in the read-ahead, as it
+        // is for all but one record per chunk. Its header is read in place, with one length
+        // check for the four fields and one for the data; only the copied field values leave
+        // this block, so the buffer is free to be refilled on the slow path.
+        let fields = match self.buf[self.pos..self.end].split_first_chunk::<16>() {
+            Some((hdr, data)) => {
+                let fields = pcap_record_fields(hdr, be);
+                let incl = fields[2];
+                (u64::from(incl) <= MAX_RECORD && incl as usize <= data.len()).then_some(fields)
+            }
+            None => None,
+        };
+        let Some([secs, frac, incl, orig]) = fields else {
+            return self.next_pcap_refilling(nanos, be);
+        };
         let start = self.offset;
-        // The record header's four fields straight from the read-ahead (one length check
-        // for all of them); the buffer is borrowed again only for the returned packet.
-        let [secs, frac, incl, orig] = match self.buf[self.pos..self.end].first_chunk::<16>() {
-            Some(hdr) => pcap_record_fields(hdr, be),
-            None => match self.pcap_record_header(start)? {
-                Some(hdr) => pcap_record_fields(&hdr, be),
-                None => return Ok(None),
-            },
+        let data_at = self.pos + 16;
+        self.consume(16 + incl as usize);
+        Ok(Some(Packet {
+            ts_ns: pcap_ts_ns(secs, frac, nanos),
+            link: self.pcap_link,
+            data: &self.buf[data_at..data_at + incl as usize],
+            orig_len: orig,
+            offset: start,
+            interface: 0,
+        }))
+    }
+
+    /// [`Self::next_pcap`] for a record not yet all in the read-ahead: reads more of the
+    /// file, and says which part is missing when the file ends first.
+    #[cold]
+    #[inline(never)]
+    fn next_pcap_refilling(
+        &mut self,
+        nanos: bool,
+        be: bool,
+    ) -> Result<Option<Packet<'_>>, CaptureError> {
+        let start = self.offset;
+        let [secs, frac, incl, orig] = match self.pcap_record_header(start)? {
+            Some(hdr) => pcap_record_fields(&hdr, be),
+            None => return Ok(None),
         };
         if u64::from(incl) > MAX_RECORD {
             return Err(CaptureError::AbsurdLength {
@@ -332,15 +376,10 @@ impl<R: Read> CaptureReader<R> {
                 available: got as u64,
             });
         }
-        let frac_ns = if nanos {
-            i64::from(frac)
-        } else {
-            i64::from(frac) * 1000
-        };
         let data_at = self.pos + 16;
         self.consume(record);
         Ok(Some(Packet {
-            ts_ns: i64::from(secs) * 1_000_000_000 + frac_ns,
+            ts_ns: pcap_ts_ns(secs, frac, nanos),
             link: self.pcap_link,
             data: &self.buf[data_at..data_at + incl as usize],
             orig_len: orig,
