@@ -232,7 +232,8 @@ pub(crate) fn read_segments<R: Read>(
         };
         summary.frames += 1;
         let ts = if zeek_us {
-            pkt.ts_ns.div_euclid(1000) * 1000
+            // Floor to the microsecond; saturating at the ends of time.
+            pkt.ts_ns.saturating_sub(pkt.ts_ns.rem_euclid(1000))
         } else {
             pkt.ts_ns
         };

@@ -326,7 +326,9 @@ impl Tracker {
         }
         let now = self.network_ns;
         while let Some(Reverse(t)) = self.timers.peek().copied() {
-            if t.at > now {
+            // A timer due at the end of representable time never fires (its time was
+            // saturated from a garbage timestamp); otherwise re-arming at `now` would loop.
+            if t.at > now || t.at == i64::MAX {
                 break;
             }
             self.timers.pop();
@@ -375,7 +377,7 @@ impl Tracker {
                 if !z.is_active {
                     return;
                 }
-                if c.last_ns + TCP_CONNECTION_LINGER < now {
+                if c.last_ns.saturating_add(TCP_CONNECTION_LINGER) < now {
                     if z.did_close(0) || z.did_close(1) {
                         let done = (z.did_close(0) && z.did_close(1))
                             || z.state(0) == Z::Reset
@@ -392,11 +394,15 @@ impl Tracker {
                         return;
                     }
                 }
-                self.add_timer(t.slot, now + TCP_SESSION_TIMER, TimerKind::Expire);
+                self.add_timer(
+                    t.slot,
+                    now.saturating_add(TCP_SESSION_TIMER),
+                    TimerKind::Expire,
+                );
             }
             TimerKind::ConnDelete => self.remove(t.slot, key, out),
             TimerKind::Inactivity => {
-                let due = c.last_ns + c.inactivity_timeout;
+                let due = c.last_ns.saturating_add(c.inactivity_timeout);
                 if due <= now {
                     self.remove(t.slot, key, out);
                 } else {
@@ -404,7 +410,7 @@ impl Tracker {
                 }
             }
             TimerKind::ClosedIdle => {
-                let due = c.last_any_ns + CLOSED_IDLE;
+                let due = c.last_any_ns.saturating_add(CLOSED_IDLE);
                 if due <= now {
                     self.remove(t.slot, key, out);
                 } else {
@@ -516,13 +522,17 @@ impl Tracker {
         if sets_last {
             c.last_ns = ts_ns;
         }
-        c.rfc.segment(ts_ns - c.start_ns, i, seg);
+        c.rfc.segment(ts_ns.saturating_sub(c.start_ns), i, seg);
         let last_ns = c.last_ns;
         let closed = c.zeek.did_close(0) || c.zeek.did_close(1);
         if !zeek_mode {
             if closed && !c.rfc.idle_timer_armed {
                 c.rfc.idle_timer_armed = true;
-                self.add_timer(slot, ts_ns + CLOSED_IDLE, TimerKind::ClosedIdle);
+                self.add_timer(
+                    slot,
+                    ts_ns.saturating_add(CLOSED_IDLE),
+                    TimerKind::ClosedIdle,
+                );
             }
             self.advance(ts_ns, out);
             return;
@@ -534,20 +544,32 @@ impl Tracker {
                 c.inactivity_gen += 1;
                 self.add_timer(
                     slot,
-                    last_ns + TCP_INACTIVITY_TIMEOUT,
+                    last_ns.saturating_add(TCP_INACTIVITY_TIMEOUT),
                     TimerKind::Inactivity,
                 );
             }
         }
         if fx.attempt_timer {
-            self.add_timer(slot, ts_ns + TCP_ATTEMPT_DELAY, TimerKind::Attempt);
+            self.add_timer(
+                slot,
+                ts_ns.saturating_add(TCP_ATTEMPT_DELAY),
+                TimerKind::Attempt,
+            );
         }
         if fx.close_complete {
             let c = self.slots[slot].as_mut().expect("live slot");
             c.analyzer_gen += 1;
-            self.add_timer(slot, last_ns + TCP_CLOSE_DELAY, TimerKind::ConnDelete);
+            self.add_timer(
+                slot,
+                last_ns.saturating_add(TCP_CLOSE_DELAY),
+                TimerKind::ConnDelete,
+            );
         } else if fx.expire_timer {
-            self.add_timer(slot, last_ns + TCP_SESSION_TIMER, TimerKind::Expire);
+            self.add_timer(
+                slot,
+                last_ns.saturating_add(TCP_SESSION_TIMER),
+                TimerKind::Expire,
+            );
         }
     }
 
@@ -591,8 +613,16 @@ impl Tracker {
         };
         self.table.insert(key, slot);
         if self.opts.zeek {
-            self.add_timer(slot, ts_ns + TCP_SYN_TIMEOUT, TimerKind::Expire);
-            self.add_timer(slot, ts_ns + UDP_INACTIVITY_TIMEOUT, TimerKind::Inactivity);
+            self.add_timer(
+                slot,
+                ts_ns.saturating_add(TCP_SYN_TIMEOUT),
+                TimerKind::Expire,
+            );
+            self.add_timer(
+                slot,
+                ts_ns.saturating_add(UDP_INACTIVITY_TIMEOUT),
+                TimerKind::Inactivity,
+            );
         }
         slot
     }
@@ -633,7 +663,7 @@ fn report(c: &mut Conn) -> ConnectionReport {
     let r = o ^ 1;
     let (orig_pkts, orig_ip_bytes) = z.counts(o);
     let (resp_pkts, resp_ip_bytes) = z.counts(r);
-    let duration_ns = c.last_ns - c.start_ns;
+    let duration_ns = c.last_ns.saturating_sub(c.start_ns);
     crate::ConnectionReport {
         id: c.id,
         start_ns: c.start_ns,
@@ -654,7 +684,7 @@ fn report(c: &mut Conn) -> ConnectionReport {
         bad_checksums: c.bad_checksums,
         rfc: c.rfc.finish(
             o,
-            std::time::Duration::from_nanos((c.last_any_ns - c.start_ns).max(0) as u64),
+            std::time::Duration::from_nanos(c.last_any_ns.saturating_sub(c.start_ns).max(0) as u64),
         ),
     }
 }

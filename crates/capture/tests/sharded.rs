@@ -369,3 +369,79 @@ fn the_zeek_corpus_gives_the_same_reports_for_any_thread_count() {
         assert_same_for_any_thread_count(&bytes, &trace.display().to_string());
     }
 }
+
+/// The same packets as a pcapng whose interface has `if_tsoffset` = `offset_s` seconds.
+fn to_pcapng(pcap: &[u8], offset_s: i64) -> Vec<u8> {
+    let block = |kind: u32, body: &[u8]| {
+        let len = (12 + body.len().div_ceil(4) * 4) as u32;
+        let mut b = Vec::new();
+        b.extend(kind.to_le_bytes());
+        b.extend(len.to_le_bytes());
+        b.extend(body);
+        b.resize(len as usize - 4, 0);
+        b.extend(len.to_le_bytes());
+        b
+    };
+    let mut shb = Vec::new();
+    shb.extend(0x1A2B_3C4Du32.to_le_bytes());
+    shb.extend([1, 0, 0, 0]);
+    shb.extend((-1i64).to_le_bytes());
+    let mut idb = Vec::new();
+    idb.extend(101u16.to_le_bytes()); // LINKTYPE_RAW
+    idb.extend([0, 0]);
+    idb.extend(65535u32.to_le_bytes());
+    idb.extend(14u16.to_le_bytes()); // if_tsoffset
+    idb.extend(8u16.to_le_bytes());
+    idb.extend(offset_s.to_le_bytes());
+    idb.extend([0, 0, 0, 0]); // opt_endofopt
+    let mut out = block(0x0A0D_0D0A, &shb);
+    out.extend(block(1, &idb));
+    let mut at = 24;
+    while at + 16 <= pcap.len() {
+        let word = |k: usize| u32::from_le_bytes(pcap[at + k..at + k + 4].try_into().unwrap());
+        let ts_us = u64::from(word(0)) * 1_000_000 + u64::from(word(4));
+        let caplen = word(8) as usize;
+        let mut epb = Vec::new();
+        epb.extend(0u32.to_le_bytes());
+        epb.extend(((ts_us >> 32) as u32).to_le_bytes());
+        epb.extend((ts_us as u32).to_le_bytes());
+        epb.extend((caplen as u32).to_le_bytes());
+        epb.extend(word(12).to_le_bytes());
+        epb.extend(&pcap[at + 16..at + 16 + caplen]);
+        out.extend(block(6, &epb));
+        at += 16 + caplen;
+    }
+    out
+}
+
+/// Timestamps at the ends of representable time (a garbage `if_tsoffset`): every timer
+/// computation saturates, nothing overflows (debug builds check), nothing loops for ever,
+/// and threads still agree. This used to hang in Zeek mode (a timer re-armed at `now`).
+#[test]
+fn timestamps_at_the_end_of_time_neither_overflow_nor_hang() {
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let plans: Vec<Plan> = (0..60)
+        .map(|_| plan().new_tree(&mut runner).unwrap().current())
+        .collect();
+    let pcap = capture(&plans);
+    for offset_s in [
+        i64::MAX / 1_000_000_000 - 20,
+        i64::MAX,
+        i64::MIN / 1_000_000_000,
+        i64::MIN,
+    ] {
+        let bytes = to_pcapng(&pcap, offset_s);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            assert_same_for_any_thread_count(&bytes, "end of time");
+            let _ = tx.send(());
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("if_tsoffset {offset_s}: the analysis panicked (see above)")
+            }
+            Err(_) => panic!("if_tsoffset {offset_s}: the analysis did not finish in 120 s"),
+        }
+    }
+}
