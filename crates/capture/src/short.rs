@@ -42,6 +42,7 @@ impl History {
     }
 
     /// Append one letter.
+    #[inline]
     pub(crate) fn push(&mut self, c: char) {
         let n = usize::from(self.len);
         if self.spill.is_empty() && n < HISTORY_INLINE && c.is_ascii() {
@@ -138,6 +139,7 @@ impl StateLog {
     }
 
     /// Append an entry.
+    #[inline]
     pub(crate) fn push(&mut self, entry: (Duration, State)) {
         let n = usize::from(self.len);
         if self.spill.is_empty() && n < STATES_INLINE {

@@ -320,10 +320,25 @@ impl Tracker {
     }
 
     /// Run timers due at or before `now` (Zeek: `expire_timers` before each packet).
+    ///
+    /// Called for every segment, and nearly always with nothing due: that check is inlined,
+    /// the loop is not.
+    #[inline]
     fn advance(&mut self, now: i64, out: &mut Sink<'_>) {
         if now > self.network_ns {
             self.network_ns = now;
         }
+        if self
+            .timers
+            .peek()
+            .is_some_and(|Reverse(t)| t.at <= self.network_ns)
+        {
+            self.run_due_timers(out);
+        }
+    }
+
+    #[inline(never)]
+    fn run_due_timers(&mut self, out: &mut Sink<'_>) {
         let now = self.network_ns;
         while let Some(Reverse(t)) = self.timers.peek().copied() {
             // A timer due at the end of representable time never fires (its time was
