@@ -135,13 +135,16 @@ impl Hash for FlowKey {
     }
 }
 
-/// Which of `n` shards the connection of a segment belongs to: both directions agree, and
-/// every segment of a 4-tuple goes to the same shard (reuse of the tuple included).
+/// Which of `n` shards the connection of a segment belongs to: both directions agree (the
+/// endpoints are combined with XOR, which does not care about their order), and every
+/// segment of a 4-tuple goes to the same shard (reuse of the tuple included). Runs once per
+/// segment on the reading thread, so it avoids building the ordered [`FlowKey`].
 pub(crate) fn shard_of(seg: &TcpSegment, n: usize) -> usize {
-    let k = FlowKey::new(seg.src, seg.dst);
-    let a = (k.lo as u64) ^ ((k.lo >> 64) as u64).rotate_left(32);
-    let b = (k.hi as u64) ^ ((k.hi >> 64) as u64).rotate_left(32);
-    let h = folded_multiply(folded_multiply(a ^ MIX, b ^ k.ports) ^ k.ports, MIX);
+    let ((a, _), (b, _)) = (ip_bits(&seg.src), ip_bits(&seg.dst));
+    let x = a ^ b;
+    let ports = u64::from(seg.src.port() ^ seg.dst.port());
+    let k = (x as u64) ^ ((x >> 64) as u64).rotate_left(29) ^ (ports << 40) ^ ports;
+    let h = folded_multiply(k ^ MIX, MIX.rotate_left(23) | 1);
     // Multiply-shift: an even spread over n without a division.
     ((u128::from(h) * n as u128) >> 64) as usize
 }
