@@ -329,20 +329,27 @@ impl<R: Read> CaptureReader<R> {
             }
             None => None,
         };
-        let Some([secs, frac, incl, orig]) = fields else {
+        let Some(fields) = fields else {
             return self.next_pcap_refilling(nanos, be);
         };
+        Ok(Some(self.take_pcap_record(fields, nanos)))
+    }
+
+    /// The pcap record at the read position, whose header gave `fields` and whose data is
+    /// all in the read-ahead: consumed, and returned as a packet.
+    #[inline]
+    fn take_pcap_record(&mut self, [secs, frac, incl, orig]: [u32; 4], nanos: bool) -> Packet<'_> {
         let start = self.offset;
         let data_at = self.pos + 16;
         self.consume(16 + incl as usize);
-        Ok(Some(Packet {
+        Packet {
             ts_ns: pcap_ts_ns(secs, frac, nanos),
             link: self.pcap_link,
             data: &self.buf[data_at..data_at + incl as usize],
             orig_len: orig,
             offset: start,
             interface: 0,
-        }))
+        }
     }
 
     /// [`Self::next_pcap`] for a record not yet all in the read-ahead: reads more of the
@@ -355,10 +362,11 @@ impl<R: Read> CaptureReader<R> {
         be: bool,
     ) -> Result<Option<Packet<'_>>, CaptureError> {
         let start = self.offset;
-        let [secs, frac, incl, orig] = match self.pcap_record_header(start)? {
+        let fields = match self.pcap_record_header(start)? {
             Some(hdr) => pcap_record_fields(&hdr, be),
             None => return Ok(None),
         };
+        let incl = fields[2];
         if u64::from(incl) > MAX_RECORD {
             return Err(CaptureError::AbsurdLength {
                 offset: start,
@@ -376,16 +384,7 @@ impl<R: Read> CaptureReader<R> {
                 available: got as u64,
             });
         }
-        let data_at = self.pos + 16;
-        self.consume(record);
-        Ok(Some(Packet {
-            ts_ns: pcap_ts_ns(secs, frac, nanos),
-            link: self.pcap_link,
-            data: &self.buf[data_at..data_at + incl as usize],
-            orig_len: orig,
-            offset: start,
-            interface: 0,
-        }))
+        Ok(Some(self.take_pcap_record(fields, nanos)))
     }
 
     /// A pcap record header that is not all in the read-ahead yet: `None` at a clean end of

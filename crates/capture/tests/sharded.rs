@@ -122,18 +122,8 @@ impl Pcap {
         Pcap(f)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn tcp(
-        &mut self,
-        ts_us: u64,
-        src: ([u8; 4], u16),
-        dst: ([u8; 4], u16),
-        seq: u32,
-        ack: u32,
-        flags: u8,
-        payload: u16,
-        good_checksum: bool,
-    ) {
+    fn tcp(&mut self, g: &Generated) {
+        let (ts_us, src, dst, payload) = (g.ts, g.src, g.dst, g.len);
         let total = 40 + payload;
         let mut p = Vec::with_capacity(usize::from(total));
         p.extend([0x45, 0]);
@@ -145,9 +135,9 @@ impl Pcap {
         p[10..12].copy_from_slice(&ip_sum.to_be_bytes());
         p.extend(src.1.to_be_bytes());
         p.extend(dst.1.to_be_bytes());
-        p.extend(seq.to_be_bytes());
-        p.extend(ack.to_be_bytes());
-        p.extend([0x50, flags]);
+        p.extend(g.seq.to_be_bytes());
+        p.extend(g.ack.to_be_bytes());
+        p.extend([0x50, g.flags]);
         p.extend(65535u16.to_be_bytes());
         p.extend([0, 0, 0, 0]);
         p.extend(std::iter::repeat_n(b'x', usize::from(payload)));
@@ -157,7 +147,7 @@ impl Pcap {
         }
         pseudo += 6 + u32::from(20 + payload);
         let mut sum = checksum(&p[20..], pseudo);
-        if !good_checksum {
+        if !g.good {
             sum = sum.wrapping_add(1);
         }
         p[36..38].copy_from_slice(&sum.to_be_bytes());
@@ -316,7 +306,7 @@ fn capture(plans: &[Plan]) -> Vec<u8> {
     packets.sort_by_key(|p| (p.ts, p.order));
     let mut w = Pcap::new();
     for p in &packets {
-        w.tcp(p.ts, p.src, p.dst, p.seq, p.ack, p.flags, p.len, p.good);
+        w.tcp(p);
     }
     w.0
 }
