@@ -148,8 +148,9 @@ impl Reassembly {
 struct Endpoint {
     state: ZeekState,
     prev_state: ZeekState,
-    /// Initial sequence number (a u32 value kept as i64, as Zeek does).
-    start_seq: i64,
+    /// Initial sequence number. Zeek keeps it in an int64, but only ever stores a 32-bit
+    /// sequence number there, so a u32 (widened where Zeek compares 64-bit values) is exact.
+    start_seq: u32,
     last_seq: u32,
     ack_seq: u32,
     seq_wraps: u32,
@@ -200,7 +201,7 @@ impl Endpoint {
     }
 
     fn init_all(&mut self, seq: u32, last: u32) {
-        self.start_seq = i64::from(seq);
+        self.start_seq = seq;
         self.ack_seq = seq;
         self.last_seq = last;
     }
@@ -210,7 +211,7 @@ impl Endpoint {
     }
 
     fn to_relative(&self, seq: u32, wraps: u32) -> u64 {
-        Endpoint::full(seq, wraps).wrapping_sub(self.start_seq as u64)
+        Endpoint::full(seq, wraps).wrapping_sub(u64::from(self.start_seq))
     }
 
     fn update_last_seq_raw(&mut self, seq: u32) {
@@ -229,7 +230,7 @@ impl Endpoint {
 
     fn no_data_acked(&self) -> bool {
         let ack = Endpoint::full(self.ack_seq, self.ack_wraps);
-        let start = self.start_seq as u64;
+        let start = u64::from(self.start_seq);
         ack == start || ack == start + 1
     }
 
@@ -330,7 +331,9 @@ impl ZeekConn {
     /// `Connection::CheckHistory` via `TCP_Endpoint::CheckHistory`: returns whether the
     /// kind was already seen; adds the letter the first time.
     fn check_history(&mut self, i: usize, mask: u32, code: char) -> bool {
-        if (code == 'A' || code == 'D') && self.history == "H" {
+        // The history can only be "H" when its one letter came from here, as the
+        // originator's SYN bit: test that bit mask before reading the string.
+        if (code == 'A' || code == 'D') && self.hist_seen == HIST_SYN && self.history == "H" {
             // A connection that began with a SYN-ACK, now with productive traffic: flip
             // and pretend the missing SYN was seen (PR #2191).
             self.flip_roles();
@@ -423,13 +426,13 @@ impl ZeekConn {
         }
         let closed = o.did_close || r.did_close;
         if !closed {
-            if seq == conn_orig.start_seq as u32 {
+            if seq == conn_orig.start_seq {
                 return false;
             }
             if !flags.ack()
                 && conn_orig.state == ZeekState::SynAckSent
                 && r.state == ZeekState::Inactive
-                && seq == r.start_seq as u32
+                && seq == r.start_seq
             {
                 return false;
             }
@@ -495,7 +498,7 @@ impl ZeekConn {
                 // init_peer: number the peer as if its SYN had been seen.
                 let a = ack.wrapping_sub(1);
                 let peer = &mut self.ep[p];
-                peer.start_seq = i64::from(a);
+                peer.start_seq = a;
                 peer.ack_seq = a;
                 peer.last_seq = a;
             } else {
@@ -517,8 +520,15 @@ impl ZeekConn {
         }
         let delta_last = self.update_last_seq(i, seq_one_past, flags, len);
 
-        let (do_close, gen_event) =
-            self.update_state_machine(i, seq, ack, len, delta_last, flags, &mut fx);
+        // Once an endpoint has left INACTIVE, only a SYN, FIN or RST moves its state
+        // machine: the common data or ACK segment skips it.
+        let (do_close, gen_event) = if !(flags.syn() || flags.fin() || flags.rst())
+            && self.ep[i].state != ZeekState::Inactive
+        {
+            (false, false)
+        } else {
+            self.update_state_machine(i, seq, ack, len, delta_last, flags, &mut fx)
+        };
 
         if flags.ack() {
             self.ack_received(p, rel_ack);
@@ -547,6 +557,10 @@ impl ZeekConn {
 
     fn init_endpoint(&mut self, i: usize, flags: Flags, seq: u32, last: u32) {
         let e = &mut self.ep[i];
+        if !flags.syn() && e.state != ZeekState::Inactive {
+            // Only a SYN renumbers an endpoint already seen.
+            return;
+        }
         match e.state {
             ZeekState::Inactive => {
                 if flags.syn() {
@@ -554,13 +568,13 @@ impl ZeekConn {
                 } else {
                     // A partial connection: number as though a SYN had been seen, but keep
                     // the first packet from looking like a duplicate.
-                    e.start_seq = i64::from(seq.wrapping_sub(1));
+                    e.start_seq = seq.wrapping_sub(1);
                     e.ack_seq = seq.wrapping_sub(1);
                     e.last_seq = seq;
                 }
             }
             ZeekState::SynSent | ZeekState::SynAckSent => {
-                if flags.syn() && seq != e.start_seq as u32 {
+                if flags.syn() && seq != e.start_seq {
                     e.init_all(seq, last);
                 }
             }
@@ -623,7 +637,7 @@ impl ZeekConn {
             && !(-TOO_LARGE_SEQ_DELTA..=TOO_LARGE_SEQ_DELTA).contains(&delta_last)
         {
             // untrusted jump
-        } else if flags.fin() && i64::from(e.last_seq) == (e.start_seq + 1) & 0xffff_ffff {
+        } else if flags.fin() && e.last_seq == e.start_seq.wrapping_add(1) {
             self.ep[i].update_last_seq_raw(last_seq);
         } else if e.state == ZeekState::Reset {
             // no trust after a RST
@@ -665,7 +679,7 @@ impl ZeekConn {
                     } else {
                         if !flags.ack()
                             && self.ep[p].state == ZeekState::SynAckSent
-                            && seq == self.ep[i].start_seq as u32
+                            && seq == self.ep[i].start_seq
                         {
                             // SYN/SYN-ACK reversal: flip and establish.
                             self.flip_roles();
@@ -885,7 +899,7 @@ impl ZeekConn {
             return false;
         }
         // Absolute 64-bit numbers, as `TCP_Reassembler::DataPending` compares them.
-        let delivered = (e.start_seq as u64).wrapping_add(e.reasm.last_reassem);
+        let delivered = u64::from(e.start_seq).wrapping_add(e.reasm.last_reassem);
         let last = Endpoint::full(e.last_seq, e.seq_wraps);
         if last < delivered {
             return false;
@@ -951,7 +965,7 @@ impl ZeekConn {
         let last = Endpoint::full(e.last_seq, e.seq_wraps);
         let ack = Endpoint::full(e.ack_seq, e.ack_wraps);
         let top = last.max(ack);
-        let mut size = top.wrapping_sub(e.start_seq as u64);
+        let mut size = top.wrapping_sub(u64::from(e.start_seq));
         size = size.saturating_sub(1);
         if e.fin_cnt > 0 && size != 0 {
             size -= 1;
@@ -1067,7 +1081,7 @@ fn get_relative_seq(e: &Endpoint, cur: u32, last: u32, wraps: u32) -> (u64, bool
         wraps += 1;
     }
     if wraps == 0 {
-        let d = seq_delta(cur, e.start_seq as u32);
+        let d = seq_delta(cur, e.start_seq);
         return (d as i64 as u64, d < 0);
     }
     (e.to_relative(cur, wraps), false)
