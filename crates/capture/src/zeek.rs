@@ -156,7 +156,6 @@ struct Endpoint {
     seq_wraps: u32,
     ack_wraps: u32,
     fin_cnt: u32,
-    rst_cnt: u32,
     fin_seq: u64,
     did_close: bool,
     hist_last_syn: u64,
@@ -184,7 +183,6 @@ impl Endpoint {
             seq_wraps: 0,
             ack_wraps: 0,
             fin_cnt: 0,
-            rst_cnt: 0,
             fin_seq: 0,
             did_close: false,
             hist_last_syn: 0,
@@ -330,37 +328,51 @@ impl ZeekConn {
 
     /// `Connection::CheckHistory` via `TCP_Endpoint::CheckHistory`: returns whether the
     /// kind was already seen; adds the letter the first time.
+    // Inlined: nearly every call finds its bit already set and only tests a mask.
+    #[inline]
     fn check_history(&mut self, i: usize, mask: u32, code: char) -> bool {
         // The history can only be "H" when its one letter came from here, as the
         // originator's SYN bit: test that bit mask before reading the string.
-        if (code == 'A' || code == 'D') && self.hist_seen == HIST_SYN && self.history == "H" {
-            // A connection that began with a SYN-ACK, now with productive traffic: flip
-            // and pretend the missing SYN was seen (PR #2191).
-            self.flip_roles();
-            self.history.set("^h");
-            self.first_packet_seen |= 1 << self.orig;
+        if (code == 'A' || code == 'D') && self.hist_seen == HIST_SYN {
+            self.flip_if_only_syn_ack();
         }
-        let (mask, code) = if self.is_orig(i) {
-            (mask, code)
-        } else {
-            (mask << 16, code.to_ascii_lowercase())
-        };
+        let is_orig = self.is_orig(i);
+        let mask = if is_orig { mask } else { mask << 16 };
         if self.hist_seen & mask == 0 {
             self.hist_seen |= mask;
-            self.history.push(code);
+            self.push_letter(is_orig, code);
             false
         } else {
             true
         }
     }
 
-    fn add_history(&mut self, i: usize, code: char) {
-        let code = if self.is_orig(i) {
+    /// Part of `CheckHistory` for `A` and `D`: a connection that began with a SYN-ACK
+    /// (history "H"), now with productive traffic, flips and pretends the missing SYN was
+    /// seen (PR #2191).
+    #[cold]
+    #[inline(never)]
+    fn flip_if_only_syn_ack(&mut self) {
+        if self.history == "H" {
+            self.flip_roles();
+            self.history.set("^h");
+            self.first_packet_seen |= 1 << self.orig;
+        }
+    }
+
+    /// Append a letter, in lower case for the responder.
+    #[inline(never)]
+    fn push_letter(&mut self, is_orig: bool, code: char) {
+        let code = if is_orig {
             code
         } else {
             code.to_ascii_lowercase()
         };
         self.history.push(code);
+    }
+
+    fn add_history(&mut self, i: usize, code: char) {
+        self.push_letter(self.is_orig(i), code);
     }
 
     /// `Session::ScaledHistoryEntry`: the letter at the 1st, 10th, 100th... occurrence.
@@ -468,9 +480,13 @@ impl ZeekConn {
         let seq_one_past = seq.wrapping_add(seg_len as u32);
         self.init_endpoint(i, flags, seq, seq_one_past);
 
-        let (rel_seq, seq_underflow) = {
+        // Only SYN, FIN and RST letters and payload read the relative sequence number: a
+        // bare ACK (a third of all packets) skips computing it.
+        let (rel_seq, seq_underflow) = if len > 0 || flags.syn() || flags.fin() || flags.rst() {
             let e = &self.ep[i];
             get_relative_seq(e, seq, e.last_seq, e.seq_wraps)
+        } else {
+            (0, false)
         };
         self.update_history(i, flags, rel_seq, len);
 
@@ -487,9 +503,6 @@ impl ZeekConn {
         if flags.fin() {
             self.ep[i].fin_cnt += 1;
             self.ep[i].fin_seq = rel_seq.wrapping_add(seg_len as u64);
-        }
-        if flags.rst() {
-            self.ep[i].rst_cnt += 1;
         }
         let mut rel_ack = 0u64;
         if flags.ack() {
@@ -518,7 +531,7 @@ impl ZeekConn {
                 }
             }
         }
-        let delta_last = self.update_last_seq(i, seq_one_past, flags, len);
+        self.update_last_seq(i, seq_one_past, flags, len);
 
         // Once an endpoint has left INACTIVE, only a SYN, FIN or RST moves its state
         // machine: the common data or ACK segment skips it.
@@ -527,7 +540,7 @@ impl ZeekConn {
         {
             (false, false)
         } else {
-            self.update_state_machine(i, seq, ack, len, delta_last, flags, &mut fx)
+            self.update_state_machine(i, seq, len, flags, &mut fx)
         };
 
         if flags.ack() {
@@ -628,9 +641,9 @@ impl ZeekConn {
         }
     }
 
-    /// `update_last_seq`: returns delta_last; a payload at or below the highest sequence
-    /// seen is a retransmission (`T`).
-    fn update_last_seq(&mut self, i: usize, last_seq: u32, flags: Flags, len: u32) -> i32 {
+    /// `update_last_seq`: a payload at or below the highest sequence seen is a
+    /// retransmission (`T`).
+    fn update_last_seq(&mut self, i: usize, last_seq: u32, flags: Flags, len: u32) {
         let e = &self.ep[i];
         let delta_last = seq_delta(last_seq, e.last_seq);
         if (flags.syn() || flags.rst())
@@ -646,17 +659,13 @@ impl ZeekConn {
         } else if len > 0 {
             self.scaled(i, 'T', |e| &mut e.rxmt);
         }
-        delta_last
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn update_state_machine(
         &mut self,
         i: usize,
         seq: u32,
-        ack: u32,
         len: u32,
-        delta_last: i32,
         flags: Flags,
         fx: &mut PacketEffects,
     ) -> (bool, bool) {
@@ -664,7 +673,6 @@ impl ZeekConn {
         let mut do_close = false;
         let mut gen_event = false;
         let is_orig = self.is_orig(i);
-        let _ = (ack, delta_last);
         match self.ep[i].state {
             ZeekState::Inactive => {
                 if flags.syn() {
@@ -784,6 +792,12 @@ impl ZeekConn {
             seq = e.fin_seq.saturating_sub(1);
         }
         if seq <= e.reasm.trim {
+            return;
+        }
+        if seq <= e.reasm.last_reassem && e.reasm.blocks.is_empty() {
+            // Acknowledging delivered data with nothing held: what `trim_to_seq` does in
+            // that case, without the call.
+            self.ep[i].reasm.trim = seq;
             return;
         }
         self.trim_to_seq(i, seq);
