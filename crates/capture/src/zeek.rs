@@ -361,7 +361,7 @@ impl ZeekConn {
     }
 
     /// Append a letter, in lower case for the responder.
-    #[inline(never)]
+    #[inline]
     fn push_letter(&mut self, is_orig: bool, code: char) {
         let code = if is_orig {
             code
@@ -833,7 +833,8 @@ impl ZeekConn {
             return;
         }
         if !self.ep[i].reasm.skip {
-            loop {
+            // Fill the holes below each held block (none held: the usual case).
+            while !self.ep[i].reasm.blocks.is_empty() {
                 let r = &self.ep[i].reasm;
                 let Some((&s, _)) = r.blocks.range(r.last_reassem..).next() else {
                     break;
