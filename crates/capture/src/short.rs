@@ -42,14 +42,21 @@ impl History {
     }
 
     /// Append one letter.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&mut self, c: char) {
         let n = usize::from(self.len);
-        if self.spill.is_empty() && n < HISTORY_INLINE && c.is_ascii() {
+        if n < HISTORY_INLINE && c.is_ascii() && self.spill.is_empty() {
             self.inline[n] = c as u8;
             self.len += 1;
             return;
         }
+        self.push_spilled(c);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_spilled(&mut self, c: char) {
+        let n = usize::from(self.len);
         if self.spill.is_empty() {
             // Inline letters are ASCII: each byte is its char.
             self.spill
@@ -139,14 +146,21 @@ impl StateLog {
     }
 
     /// Append an entry.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&mut self, entry: (Duration, State)) {
         let n = usize::from(self.len);
-        if self.spill.is_empty() && n < STATES_INLINE {
+        if n < STATES_INLINE && self.spill.is_empty() {
             self.inline[n] = entry;
             self.len += 1;
             return;
         }
+        self.push_spilled(entry);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_spilled(&mut self, entry: (Duration, State)) {
+        let n = usize::from(self.len);
         if self.spill.is_empty() {
             self.spill.extend_from_slice(&self.inline[..n]);
         }
