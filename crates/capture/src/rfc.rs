@@ -178,7 +178,10 @@ impl RfcView {
         let Some(m) = e.machine.as_mut() else {
             return;
         };
-        m.discard_transmits();
+        // The machine drops its transmits (`set_drop_transmits`): only events to take.
+        // Reading changes only the unread count, so one read of everything that became
+        // readable, after the events are taken, leaves the machine as one read per event.
+        let mut readable = 0u32;
         while let Some(ev) = m.poll_event() {
             match ev {
                 Event::StateChanged { from, to, trigger } => {
@@ -191,11 +194,12 @@ impl RfcView {
                             .push((at, side, StepKind::Transition { from, to, trigger }));
                     }
                 }
-                Event::Readable(n) => {
-                    let _ = m.read(n);
-                }
+                Event::Readable(n) => readable = readable.saturating_add(n),
                 _ => {}
             }
+        }
+        if readable > 0 {
+            let _ = m.read(readable);
         }
     }
 
@@ -272,6 +276,7 @@ impl RfcView {
                 let m = self.ep[i]
                     .machine
                     .insert(Connection::with_flavor(Flavor::Linux, s.seq));
+                m.set_drop_transmits(true);
                 let _ = m.open_active(at);
                 self.drain(i, at);
                 return;
@@ -280,6 +285,7 @@ impl RfcView {
                 let m = self.ep[i]
                     .machine
                     .insert(Connection::with_flavor(Flavor::Linux, s.seq));
+                m.set_drop_transmits(true);
                 let _ = m.open_passive();
                 let pending = self.ep[i].pending_syn.take();
                 match pending {

@@ -204,6 +204,9 @@ pub struct Connection {
     /// Events until polled: one call reports at most a handful (a transition, Connected or
     /// Readable, PeerClosed, Closed...).
     events: InlineQueue<Event, EVENTS_INLINE>,
+    /// Segments to send are dropped instead of queued ([`Connection::set_drop_transmits`]).
+    /// Part of equality: such a connection never has transmits to poll.
+    drop_transmits: bool,
 }
 
 /// `Rtx::srtt` before the first RTT sample: above any SRTT, which is at most
@@ -270,6 +273,7 @@ impl Connection {
             last_oow_ack: None,
             transmits: InlineQueue::new(),
             events: InlineQueue::new(),
+            drop_transmits: false,
         }
     }
 
@@ -374,6 +378,18 @@ impl Connection {
     #[inline]
     pub fn discard_transmits(&mut self) {
         self.transmits.clear();
+    }
+
+    /// With `on`, every segment this connection would queue to send is dropped instead, as
+    /// if it were polled and ignored at once (the queued ones too): for callers that follow
+    /// only the states, such as the capture analyzer, which sees the real segments on the
+    /// wire. Nothing else changes: the segments are never read back by the connection. Off
+    /// (the default), they are queued for [`Connection::poll_transmit`].
+    pub fn set_drop_transmits(&mut self, on: bool) {
+        self.drop_transmits = on;
+        if on {
+            self.transmits.clear();
+        }
     }
 
     /// The earliest deadline of the running timers (retransmission, TIME_WAIT, FIN_WAIT_2,
@@ -1272,7 +1288,19 @@ impl Connection {
 
     /// Segmentize queued data and the FIN where the state allows; otherwise send a pending
     /// ACK.
+    ///
+    /// Called after every arriving segment and user call; most (a pure ACK arriving, a
+    /// handshake step already answered) leave nothing unsent and no ACK pending, where the
+    /// full version below would only clear `ack_pending` again: return before it.
+    #[inline]
     fn flush(&mut self, now: Duration) {
+        if self.unsent == 0 && !self.fin_pending && !self.ack_pending {
+            return;
+        }
+        self.flush_pending(now);
+    }
+
+    fn flush_pending(&mut self, now: Duration) {
         let can_send =
             matches!(
                 self.state,
@@ -1343,6 +1371,13 @@ impl Connection {
 
     /// Build and queue a segment from this connection, ACKing RCV.NXT where ACK is set.
     fn emit(&mut self, seq: SeqNum, flags: Flags, len: u32, retransmission: bool) {
+        if flags.ack() {
+            self.ack_pending = false;
+        }
+        if self.drop_transmits {
+            // Not built: it would be dropped in push_transmit.
+            return;
+        }
         let seg = Segment {
             seq,
             ack: if flags.ack() { self.rcv_nxt } else { SeqNum(0) },
@@ -1350,13 +1385,13 @@ impl Connection {
             len,
             window: self.rcv_wnd(),
         };
-        if flags.ack() {
-            self.ack_pending = false;
-        }
         self.push_transmit(seg, retransmission);
     }
 
     fn push_transmit(&mut self, segment: Segment, retransmission: bool) {
+        if self.drop_transmits {
+            return;
+        }
         self.transmits.push_back(Transmit {
             segment,
             retransmission,
@@ -1632,6 +1667,54 @@ mod tests {
         assert_eq!(polled, 11, "SYN,ACK and ten data segments");
         assert_eq!(a, b);
         assert_eq!(a.poll_transmit(Duration::ZERO), None);
+    }
+
+    #[test]
+    fn dropping_transmits_is_discarding_them_after_every_call() {
+        let now = Duration::ZERO;
+        let mut a = Connection::new(Profile::linux(), SeqNum(1));
+        let mut b = a.clone();
+        a.set_drop_transmits(true);
+        // A passive open, data both ways (more than fits inline), both FINs, a challenge
+        // ACK for an old segment: SYN,ACK, data, ACKs, FIN and duplicate ACKs are dropped.
+        let calls: [&dyn Fn(&mut Connection); 8] = [
+            &|c| c.open_passive().unwrap(),
+            &|c| c.handle_segment(now, Segment::control(SeqNum(9), SeqNum(0), Flags::SYN, 0)),
+            &|c| c.handle_segment(now, Segment::control(SeqNum(10), SeqNum(2), Flags::ACK, 0)),
+            &|c| c.send(now, 5 * c.profile().mss).unwrap(),
+            &|c| {
+                let mut data = Segment::control(SeqNum(10), SeqNum(2), Flags::ACK, 0);
+                data.len = 100;
+                c.handle_segment(now, data);
+                // Read, or close() would abort (Linux: RST when data is left unread).
+                assert_eq!(c.read(u32::MAX), Ok(100));
+            },
+            &|c| c.handle_segment(now, Segment::control(SeqNum(3), SeqNum(2), Flags::ACK, 0)),
+            &|c| c.close(now).unwrap(),
+            &|c| {
+                let fin = Segment::control(SeqNum(110), SeqNum(2), Flags::FIN | Flags::ACK, 0);
+                c.handle_segment(now, fin);
+            },
+        ];
+        let mut sent = 0;
+        for call in calls {
+            call(&mut a);
+            call(&mut b);
+            assert_eq!(a.poll_transmit(now), None);
+            while b.poll_transmit(now).is_some() {
+                sent += 1;
+            }
+            assert_eq!(a.state(), b.state());
+            b.set_drop_transmits(true);
+            assert_eq!(a, b);
+            b.set_drop_transmits(false);
+            while let Some(e) = a.poll_event() {
+                assert_eq!(Some(e), b.poll_event());
+            }
+            assert_eq!(b.poll_event(), None);
+        }
+        assert!(sent >= 9, "only {sent} segments sent");
+        assert_eq!(a.state(), State::Closing);
     }
 
     #[test]
