@@ -1506,6 +1506,9 @@ fn rtt_sample(
     min: Duration,
     max: Duration,
 ) -> (u128, u128, Duration) {
+    if let Some(small) = rtt_sample_u64(srtt, rttvar, r, min, max) {
+        return small;
+    }
     let r = r.as_nanos();
     let (srtt, rttvar) = match srtt {
         None => (r, r / 2),
@@ -1513,6 +1516,38 @@ fn rtt_sample(
     };
     let rto = (srtt + rttvar * 4).max(min.as_nanos()).min(max.as_nanos());
     (srtt, rttvar, duration_from_nanos(rto))
+}
+
+/// [`rtt_sample`] on u64 when every operand is below 2^60 ns (36 years), which is every
+/// real one: the same formulas then cannot overflow (7·2^60 and 2^60 + 4·2^60 fit), and u128
+/// multiplications, shifts and the conversions of `min` and `max` to nanoseconds cost the
+/// capture analyzer's per-ACK path about a third of its instructions. The clamp compares
+/// `Duration`s instead, which order exactly as their nanosecond counts do, and
+/// `Duration::from_nanos` is exact on u64. `None` for larger operands.
+fn rtt_sample_u64(
+    srtt: Option<u128>,
+    rttvar: u128,
+    r: Duration,
+    min: Duration,
+    max: Duration,
+) -> Option<(u128, u128, Duration)> {
+    const LIMIT: u64 = 1 << 60;
+    const NANOS_PER_SEC: u64 = 1_000_000_000;
+    // 2^30 s + 1 s is below 2^60 ns.
+    if r.as_secs() >= 1 << 30 {
+        return None;
+    }
+    let r = r.as_secs() * NANOS_PER_SEC + u64::from(r.subsec_nanos());
+    let small = |n: u128| u64::try_from(n).ok().filter(|&n| n < LIMIT);
+    let (srtt, rttvar) = match srtt {
+        None => (r, r / 2),
+        Some(srtt) => {
+            let (srtt, rttvar) = (small(srtt)?, small(rttvar)?);
+            (srtt * 7 / 8 + r / 8, rttvar * 3 / 4 + srtt.abs_diff(r) / 4)
+        }
+    };
+    let rto = Duration::from_nanos(srtt + rttvar * 4).max(min).min(max);
+    Some((srtt.into(), rttvar.into(), rto))
 }
 
 /// The `Duration` of `nanos` nanoseconds; the u64 case (up to 584 years) is the cheap one.
@@ -1591,6 +1626,33 @@ mod tests {
                 (duration_from_nanos(s), duration_from_nanos(v), rto),
                 rtt_sample_with_duration_ops(srtt, rttvar, r, min, max)
             );
+        }
+
+        /// The u64 path is taken for every operand of up to 34 years (and gives the same
+        /// answer as the u128 one, by the property above).
+        #[test]
+        fn rtt_sample_u64_covers_real_durations(
+            srtt in proptest::option::of(0u64..(1 << 60)),
+            rttvar in 0u64..(1 << 60),
+            r_secs in 0u64..(1 << 30),
+            r_nanos in 0u32..1_000_000_000,
+            a in duration(),
+            b in duration(),
+        ) {
+            let (min, max) = (a.min(b), a.max(b));
+            let r = Duration::new(r_secs, r_nanos);
+            let srtt = srtt.map(u128::from);
+            let fast = rtt_sample_u64(srtt, rttvar.into(), r, min, max);
+            prop_assert!(fast.is_some());
+            let (s, v, rto) = fast.unwrap();
+            let reference = rtt_sample_with_duration_ops(
+                srtt.map(duration_from_nanos),
+                duration_from_nanos(rttvar.into()),
+                r,
+                min,
+                max,
+            );
+            prop_assert_eq!((duration_from_nanos(s), duration_from_nanos(v), rto), reference);
         }
     }
 
