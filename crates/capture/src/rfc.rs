@@ -384,7 +384,10 @@ impl RfcView {
                 ));
             }
         }
-        self.drain(i, at);
+        // Data sent changes no state: skip the call then.
+        if m.has_events() {
+            self.drain(i, at);
+        }
         if let Some(p) = problem {
             self.note(at, i, || p);
         }
@@ -416,7 +419,10 @@ impl RfcView {
         }
         let m = self.ep[r].machine.as_mut().expect("checked above");
         m.handle_segment(at, *s);
-        self.drain(r, at);
+        // Most segments (pure ACKs, data) change no state: skip the call then.
+        if m.has_events() {
+            self.drain(r, at);
+        }
     }
 
     /// Finish: `orig` is the originator's endpoint index (Side::A); `end` the time of the

@@ -417,6 +417,12 @@ impl Connection {
         self.events.pop_front()
     }
 
+    /// Whether [`Connection::poll_event`] has an event to return.
+    #[inline]
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     // ----- user calls (RFC 9293 §3.10.1–3.10.6) ------------------------------------------
 
     /// OPEN passive (`listen()`), §3.10.1.

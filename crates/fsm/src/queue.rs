@@ -63,6 +63,11 @@ impl<T: Copy, const N: usize> InlineQueue<T, N> {
     }
 
     #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.start == self.end && self.overflow_len() == 0
+    }
+
+    #[inline]
     pub(crate) fn push_back(&mut self, value: T) {
         let end = usize::from(self.end);
         if end < N && self.overflow_len() == 0 {
@@ -188,6 +193,7 @@ mod tests {
                     None => prop_assert_eq!(q.pop_front(), model.pop_front()),
                 }
                 prop_assert_eq!(q.len(), model.len());
+                prop_assert_eq!(q.is_empty(), model.is_empty());
                 prop_assert!(q.iter().eq(model.iter()));
             }
             let mut cleared = q.clone();
