@@ -1295,12 +1295,15 @@ impl Connection {
     /// Segmentize queued data and the FIN where the state allows; otherwise send a pending
     /// ACK.
     ///
-    /// Called after every arriving segment and user call; most (a pure ACK arriving, a
-    /// handshake step already answered) leave nothing unsent and no ACK pending, where the
-    /// full version below would only clear `ack_pending` again: return before it.
+    /// Called after every arriving segment and user call, which mostly leave nothing to
+    /// segmentize (nothing unsent, no FIN pending): then the full version below only sends
+    /// the pending ACK, if any, so that is done here without it.
     #[inline]
     fn flush(&mut self, now: Duration) {
-        if self.unsent == 0 && !self.fin_pending && !self.ack_pending {
+        if self.unsent == 0 && !self.fin_pending {
+            if self.ack_pending {
+                self.flush_ack_now();
+            }
             return;
         }
         self.flush_pending(now);
