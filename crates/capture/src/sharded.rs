@@ -70,7 +70,7 @@ enum Output {
 
 fn worker(me: usize, opts: Options, output: Output, jobs: Receiver<Job>, done: Sender<Done>) {
     let mut tracker = Tracker::new(opts);
-    let mut totals = (output == Output::Totals).then(Summary::new);
+    let mut summary = (output == Output::Totals).then(Summary::new);
     if output == Output::Reports {
         tracker.record_creations();
     }
@@ -78,7 +78,7 @@ fn worker(me: usize, opts: Options, output: Output, jobs: Receiver<Job>, done: S
     let mut expected = 0;
     while let Ok(Job::Batch(batch)) = jobs.recv() {
         let mut reports = Vec::with_capacity(expected + expected / 4);
-        let mut sink = |k: FinishKey, r: ConnectionReport| match totals.as_mut() {
+        let mut sink = |k: FinishKey, r: ConnectionReport| match summary.as_mut() {
             Some(s) => s.add(&r),
             None => reports.push((k, r)),
         };
@@ -106,7 +106,7 @@ fn worker(me: usize, opts: Options, output: Output, jobs: Receiver<Job>, done: S
     }
     // Job::Finish, or the reader is gone: report what is still open.
     let mut reports = Vec::new();
-    let counts = tracker.finish_keyed(&mut |k, r| match totals.as_mut() {
+    let counts = tracker.finish_keyed(&mut |k, r| match summary.as_mut() {
         Some(s) => s.add(&r),
         None => reports.push((k, r)),
     });
@@ -114,7 +114,7 @@ fn worker(me: usize, opts: Options, output: Output, jobs: Receiver<Job>, done: S
         created: Vec::new(),
         reports,
         totals: Some(counts),
-        summary: totals,
+        summary,
     });
 }
 
