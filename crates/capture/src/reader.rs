@@ -374,16 +374,7 @@ impl<R: Read> CaptureReader<R> {
                 value: u64::from(incl),
             });
         }
-        let record = 16 + incl as usize;
-        let got = self.fill(record)?;
-        if got < record {
-            return Err(CaptureError::Truncated {
-                offset: start,
-                what: "pcap packet data",
-                needed: record as u64,
-                available: got as u64,
-            });
-        }
+        self.fill_block(16 + u64::from(incl), start, "pcap packet data")?;
         Ok(Some(self.take_pcap_record(fields, nanos)))
     }
 
@@ -449,15 +440,7 @@ impl<R: Read> CaptureReader<R> {
             let raw_type = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
             if raw_type == 0x0a0d_0d0a {
                 // Section Header Block: the byte-order magic decides this section's order.
-                let got = self.fill(12)?;
-                if got < 12 {
-                    return Err(CaptureError::Truncated {
-                        offset: start,
-                        what: "pcapng section header",
-                        needed: 12,
-                        available: got as u64,
-                    });
-                }
+                self.fill_block(12, start, "pcapng section header")?;
                 let b = self.window(8, 4);
                 self.big_endian = match u32::from_be_bytes([b[0], b[1], b[2], b[3]]) {
                     0x1a2b_3c4d => true,
