@@ -139,6 +139,14 @@ fn segment_of(seg: &TcpSegment) -> Segment {
     }
 }
 
+/// The machine of an endpoint seen in a capture, with `iss` its first sequence number: the
+/// Linux profile, and what it would send dropped (the capture shows what was really sent).
+fn observed_machine(iss: SeqNum) -> Connection {
+    let mut m = Connection::with_flavor(Flavor::Linux, iss);
+    m.set_drop_transmits(true);
+    m
+}
+
 impl RfcView {
     /// A connection whose first packet went from `a` to `b`; `record` keeps the full
     /// timeline (control segments, transitions, notes).
@@ -272,20 +280,13 @@ impl RfcView {
         let f = s.flags;
         if self.ep[i].machine.is_none() {
             if f.syn() && !f.ack() {
-                // Made in its slot: a machine is about 430 bytes, not worth a move.
-                let m = self.ep[i]
-                    .machine
-                    .insert(Connection::with_flavor(Flavor::Linux, s.seq));
-                m.set_drop_transmits(true);
+                let m = self.ep[i].machine.insert(observed_machine(s.seq));
                 let _ = m.open_active(at);
                 self.drain(i, at);
                 return;
             }
             if f.syn() && f.ack() {
-                let m = self.ep[i]
-                    .machine
-                    .insert(Connection::with_flavor(Flavor::Linux, s.seq));
-                m.set_drop_transmits(true);
+                let m = self.ep[i].machine.insert(observed_machine(s.seq));
                 let _ = m.open_passive();
                 let pending = self.ep[i].pending_syn.take();
                 match pending {

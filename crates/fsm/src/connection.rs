@@ -372,14 +372,6 @@ impl Connection {
         self.transmits.pop_front()
     }
 
-    /// Drop every segment waiting to be sent, as polling them all and ignoring them would:
-    /// for callers that follow only the states (the capture analyzer sees the real segments
-    /// on the wire).
-    #[inline]
-    pub fn discard_transmits(&mut self) {
-        self.transmits.clear();
-    }
-
     /// With `on`, every segment this connection would queue to send is dropped instead, as
     /// if it were polled and ignored at once (the queued ones too): for callers that follow
     /// only the states, such as the capture analyzer, which sees the real segments on the
@@ -1713,31 +1705,6 @@ mod tests {
     fn connection_stays_small() {
         let size = std::mem::size_of::<Connection>();
         assert!(size <= 368, "Connection grew to {size} bytes");
-    }
-
-    #[test]
-    fn discard_transmits_is_polling_them_all() {
-        let mut a = Connection::new(Profile::linux(), SeqNum(1));
-        a.open_passive().unwrap();
-        a.handle_segment(
-            Duration::ZERO,
-            Segment::control(SeqNum(9), SeqNum(0), Flags::SYN, 0),
-        );
-        a.handle_segment(
-            Duration::ZERO,
-            Segment::control(SeqNum(10), SeqNum(2), Flags::ACK, 0),
-        );
-        // More segments than fit inline: one per MSS.
-        a.send(Duration::ZERO, 10 * a.profile().mss).unwrap();
-        let mut b = a.clone();
-        a.discard_transmits();
-        let mut polled = 0;
-        while b.poll_transmit(Duration::ZERO).is_some() {
-            polled += 1;
-        }
-        assert_eq!(polled, 11, "SYN,ACK and ten data segments");
-        assert_eq!(a, b);
-        assert_eq!(a.poll_transmit(Duration::ZERO), None);
     }
 
     #[test]
